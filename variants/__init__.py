@@ -1,0 +1,39 @@
+"""Odyssey's recurrent cells: Greff et al.'s vanilla LSTM and its eight variants, GRU and SRN.
+
+`make_cell(name, hidden, ...)` builds any of them by name; `CELLS` is the registry that
+`conf/cell/*.yaml` mirrors (a test checks the two agree).
+"""
+
+from __future__ import annotations
+
+from variants.gated import VARIANTS, GatedCell, GateSpec, LSTMCarry
+from variants.gru import GRUCell
+from variants.layer import RNN, RecurrentStack, last_outputs, reverse_sequences
+from variants.protocol import Recurrence
+from variants.simple import SimpleCell
+
+CELLS: tuple[str, ...] = tuple(VARIANTS) + ("gru", "srn")
+
+
+def make_cell(name: str, hidden: int, switches: dict | None = None, forget_bias: float = 1.0, dtype=None):
+    """A cell by its Greff name (`v`, `nig`, ..., `fgr`), `gru` or `srn`.
+
+    `switches` overrides the named variant's GateSpec, so combinations are one line:
+    `make_cell("np", 64, switches={"coupled": True})` is NP + CIFG.
+    """
+    if name in VARIANTS:
+        spec = VARIANTS[name].replace(**dict(switches or {}))
+        return GatedCell(hidden, spec, forget_bias=forget_bias, dtype=dtype)
+    if switches:
+        raise ValueError(f"Cell {name!r} has no gate switches (got {dict(switches)}); switches apply to {sorted(VARIANTS)}.")
+    if name == "gru":
+        return GRUCell(hidden, dtype=dtype)
+    if name == "srn":
+        return SimpleCell(hidden, dtype=dtype)
+    raise ValueError(f"Unknown cell {name!r}; choose one of {', '.join(CELLS)}.")
+
+
+__all__ = [
+    "CELLS", "VARIANTS", "GateSpec", "GatedCell", "GRUCell", "SimpleCell", "LSTMCarry", "RNN",
+    "RecurrentStack", "Recurrence", "last_outputs", "make_cell", "reverse_sequences",
+]

@@ -1,0 +1,104 @@
+"""The recurrent layer: any cell of `variants.protocol`, scanned over time with `jax.lax.scan`.
+
+Batch-major at the API ([B, T, D]); time-major inside the scan. Variable-length batches carry
+`lengths` [B]: a sequence's state is frozen after its last step and its padded outputs are zero.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def reverse_sequences(x: Array, lengths: Optional[Array]) -> Array:
+    """Reverse each sequence of x [B, T, ...] within its own length; padding stays where it is."""
+    if lengths is None:
+        return x[:, ::-1]
+    T = x.shape[1]
+    t = jnp.arange(T)[None, :]
+    idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # [B, T]
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=1)
+
+
+def last_outputs(outputs: Array, lengths: Optional[Array], reverse: bool = False) -> Array:
+    """The output after reading the whole sequence: step length-1 going forward, step 0 in reverse."""
+    if reverse:
+        return outputs[:, 0]
+    if lengths is None:
+        return outputs[:, -1]
+    idx = jnp.clip(lengths - 1, 0)[:, None, None]
+    return jnp.take_along_axis(outputs, idx, axis=1)[:, 0]
+
+
+class RNN(nn.Module):
+    """Scan one cell over a batch of sequences; returns (final carry, outputs [B, T, H])."""
+
+    cell: nn.Module
+    reverse: bool = False  # read the sequence from its last real step to its first
+    unroll: int = 1  # time steps per scan iteration (lax.scan's unroll)
+    hoist_projection: bool = False  # True: W x + b for all steps in one matmul before the scan
+
+    @nn.compact
+    def __call__(self, x: Array, lengths: Optional[Array] = None, initial_carry=None):
+        B, T, _ = x.shape
+        rec = self.cell.recurrence(x)
+        if self.reverse:
+            x = reverse_sequences(x, lengths)
+        xs = jnp.swapaxes(x, 0, 1)  # [T, B, D]
+        if self.hoist_projection:
+            xs = rec.project(xs)  # [T, B, G·H], one large matmul
+        mask = None if lengths is None else jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
+        hoisted = self.hoist_projection
+
+        def body(carry, inputs):
+            x_t, m_t = inputs
+            new_carry, y = rec.step(carry, x_t if hoisted else rec.project(x_t))
+            if m_t is not None:  # after a sequence's end: keep its state, output zeros
+                keep = m_t[:, None]
+                new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
+                y = jnp.where(keep, y, 0.0)
+            return new_carry, y
+
+        carry = self.cell.initialize_carry((B,)) if initial_carry is None else initial_carry
+        carry, ys = jax.lax.scan(body, carry, (xs, mask), unroll=self.unroll)
+        ys = jnp.swapaxes(ys, 0, 1)  # [B, T, H]
+        if self.reverse:
+            ys = reverse_sequences(ys, lengths)
+        return carry, ys
+
+
+class RecurrentStack(nn.Module):
+    """Stacked (optionally bidirectional) recurrent layers with dropout between them.
+
+    Returns (outputs [B, T, dirs·H] of the top layer, last [B, dirs·H]: the top layer's output after
+    reading each whole sequence, forward and, if bidirectional, backward).
+    """
+
+    make_cell: Callable[[], nn.Module]  # a fresh cell per layer and direction
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0  # between stacked layers, during training only
+    unroll: int = 1
+    hoist_projection: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array, lengths: Optional[Array] = None, train: bool = False):
+        directions = (False, True) if self.bidirectional else (False,)
+        for layer in range(self.layers):
+            if layer > 0 and self.dropout > 0:
+                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+            outs, lasts = [], []
+            for reverse in directions:
+                name = f"layer{layer}_{'backward' if reverse else 'forward'}"
+                rnn = RNN(self.make_cell(), reverse, self.unroll, self.hoist_projection, name=name)
+                _, ys = rnn(x, lengths)
+                outs.append(ys)
+                lasts.append(last_outputs(ys, lengths, reverse))
+            x = jnp.concatenate(outs, axis=-1)
+        return x, jnp.concatenate(lasts, axis=-1)

@@ -1,0 +1,33 @@
+"""The protocol every cell follows, so one scan serves them all.
+
+A cell is a Flax module with
+  - `initialize_carry(batch_shape) -> carry`
+  - `recurrence(x) -> Recurrence`: creates (or fetches) its parameters and returns two pure functions,
+      `project(x)   -> xw`            the input projection W x + b, [..., D] -> [..., G·H]
+      `step(carry, xw) -> (carry, y)` the recurrent step: one fused matmul [B, H] × [H, G·H] plus
+                                        elementwise work
+  - `__call__(carry, x) -> (carry, y)`: one time step, `step(carry, project(x))`.
+
+Splitting the projection from the step lets the layer compute it for every time step at once (one
+large matmul before the scan) or inside each step; which is faster depends on backend and shapes,
+so `variants.layer.RNN` makes it a switch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Recurrence(NamedTuple):
+    project: Callable[[jax.Array], jax.Array]
+    step: Callable[[Any, jax.Array], tuple[Any, jax.Array]]
+
+
+def matmul(a: jax.Array, w: jax.Array, dtype=None) -> jax.Array:
+    """a @ w, computed in `dtype` (e.g. bfloat16) when given, returned as float32."""
+    if dtype is None:
+        return a @ w
+    return (a.astype(dtype) @ w.astype(dtype)).astype(jnp.float32)
