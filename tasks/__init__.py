@@ -1,0 +1,32 @@
+"""Odyssey's tasks: one module each, one `conf/task/<name>.yaml` each (a test checks they agree).
+
+`make_task(task_cfg)` builds the task named by `task_cfg["name"]` with the yaml's other keys.
+"""
+
+from __future__ import annotations
+
+from tasks.adding import AddingTask
+from tasks.base import DataError, Task, batches, num_batches
+from tasks.mnist import MNISTTask
+
+TASKS: dict[str, type[Task]] = {
+    "mnist": MNISTTask,
+    "smnist": MNISTTask,
+    "psmnist": MNISTTask,
+    "adding": AddingTask,
+}
+
+
+def make_task(task_cfg: dict) -> Task:
+    cfg = dict(task_cfg)
+    name = cfg.get("name")
+    if name not in TASKS:
+        raise ValueError(f"Unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}.")
+    cfg.pop("bidirectional", None)  # a model default the task yaml suggests, read by the model config
+    try:
+        return TASKS[name](**cfg)
+    except TypeError as e:
+        raise ValueError(f"task={name}: bad option in its config ({e}).") from e
+
+
+__all__ = ["TASKS", "DataError", "Task", "batches", "make_task", "num_batches"]

@@ -1,0 +1,84 @@
+"""The types of Odyssey's top-level config; its values live in conf/ only.
+
+Registered with Hydra's ConfigStore as `odyssey_schema` (conf/config.yaml lists it first), so an
+unknown key or a wrong type fails at composition with Hydra's message, e.g.
+`lr=fast` -> "Value 'fast' of type 'str' could not be converted to Float". `check_config` adds
+the checks types cannot express (choices, ranges), each naming what is accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class WandbSchema:
+    mode: str = MISSING
+    project: str = MISSING
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list = field(default_factory=list)
+
+
+@dataclass
+class SpeedSchema:
+    unroll: int = MISSING
+    hoist_projection: Any = MISSING  # true | false | auto
+    dtype: str = MISSING
+
+
+@dataclass
+class Schema:
+    cell: Any = MISSING
+    task: Any = MISSING
+    optimizer: Any = MISSING
+    lr: float = MISSING
+    hidden: int = MISSING
+    layers: int = MISSING
+    bidirectional: bool = MISSING
+    dropout: float = MISSING
+    input_noise: float = MISSING
+    grad_clip: Optional[float] = None
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    max_steps_per_epoch: Optional[int] = None
+    seed: int = MISSING
+    data_dir: Optional[str] = None
+    platform: Optional[str] = None
+    speed: SpeedSchema = field(default_factory=SpeedSchema)
+    wandb: WandbSchema = field(default_factory=WandbSchema)
+
+
+ConfigStore.instance().store(name="odyssey_schema", node=Schema)
+
+
+def check_config(cfg) -> None:
+    """Refuse values the types allow but training cannot use, naming what is accepted."""
+    from training.tracking import MODES
+    from variants import CELLS
+
+    problems = []
+    if cfg.cell.name not in CELLS:
+        problems.append(f"cell={cfg.cell.name!r} is not a cell; choose one of {', '.join(CELLS)}")
+    for key in ("hidden", "layers", "epochs", "batch_size", "eval_batch_size"):
+        if cfg[key] < 1:
+            problems.append(f"{key} must be a positive integer, got {cfg[key]}")
+    if not cfg.lr > 0:
+        problems.append(f"lr must be positive, got {cfg.lr}")
+    if not 0 <= cfg.dropout < 1:
+        problems.append(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.input_noise < 0:
+        problems.append(f"input_noise is a standard deviation and must be >= 0, got {cfg.input_noise}")
+    if cfg.wandb.mode not in MODES:
+        problems.append(f"wandb.mode={cfg.wandb.mode!r}; choose one of {', '.join(MODES)}")
+    if cfg.speed.hoist_projection not in (True, False, "auto"):
+        problems.append(f"speed.hoist_projection={cfg.speed.hoist_projection!r}; choose true, false or auto")
+    if cfg.platform not in (None, "cpu", "gpu", "tpu"):
+        problems.append(f"platform={cfg.platform!r}; choose null (JAX's default), cpu, gpu or tpu")
+    if problems:
+        raise ValueError("Bad config: " + "; ".join(problems) + ".")

@@ -1,0 +1,60 @@
+"""The network every task trains: a recurrent stack read out by one dense layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from variants import RecurrentStack, make_cell
+
+
+class SequenceModel(nn.Module):
+    cell: str  # a name from variants.CELLS
+    hidden: int
+    output_size: int
+    readout: str = "last"  # "last": predict from the output after each whole sequence; "all": every step
+    layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+    switches: Any = None  # extra GateSpec switches for gated cells
+    forget_bias: float = 1.0
+    unroll: int = 1
+    hoist_projection: bool = False
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, lengths: jax.Array | None = None, train: bool = False) -> jax.Array:
+        switches = dict(self.switches or {})
+        stack = RecurrentStack(
+            lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype),
+            self.layers, self.bidirectional, self.dropout, self.unroll, self.hoist_projection,
+        )
+        outputs, last = stack(x, lengths, train)
+        features = last if self.readout == "last" else outputs  # [B, dirs·H] or [B, T, dirs·H]
+        return nn.Dense(self.output_size, name="head")(features)
+
+
+def model_from_config(cfg, task) -> SequenceModel:
+    speed = cfg.speed
+    dtype = None if speed.dtype in (None, "float32") else jnp.dtype(speed.dtype)
+    return SequenceModel(
+        cell=cfg.cell.name, hidden=cfg.hidden, output_size=task.output_size, readout=task.readout,
+        layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout,
+        switches=dict(cfg.cell.get("switches") or {}), forget_bias=cfg.cell.get("forget_bias", 1.0),
+        unroll=speed.unroll, hoist_projection=resolve_hoist(speed.hoist_projection), dtype=dtype,
+    )
+
+
+def resolve_hoist(setting) -> bool:
+    """`auto` picks the measured-faster placement of the input projection for the backend:
+    inside the step on CPU (XLA:CPU, benchmarks/throughput.py), hoisted before the scan elsewhere."""
+    if setting == "auto":
+        return jax.default_backend() != "cpu"
+    return bool(setting)
+
+
+def count_params(params) -> int:
+    return int(sum(p.size for p in jax.tree.leaves(params)))
