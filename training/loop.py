@@ -19,7 +19,7 @@ from training.checkpoint import Checkpoints
 from training.config import check_config
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
-from training.records import RunRecord
+from training.records import FINISHED, RunRecord
 from training.steps import make_eval_step, make_train_step
 from training.tracking import Tracker
 
@@ -36,6 +36,9 @@ def train(cfg, run_dir: str | os.PathLike | None = None) -> dict:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(run_dir)
     previous = record.previous() or {}
+    if previous.get("status") in FINISHED and previous.get("config") == resolved:
+        log.info("%s already holds a %s run of this config; nothing to do", run_dir, previous["status"])
+        return previous  # a rerun of a finished run (e.g. of a whole sweep) retrains nothing
     refuse_other_run(previous, resolved, run_dir)
     result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
               **device_info(cfg.platform), "config": resolved}

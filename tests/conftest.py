@@ -1,0 +1,38 @@
+"""Shared test helpers: compose the real conf/ with overrides, shrunk to a tiny run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import training  # noqa: F401  (registers the config schema)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = str(ROOT / "conf")
+# The real data sets: ODYSSEY_DATA_DIR, else ../shared/data beside the repository, when present.
+SHARED_DATA = Path(os.environ.get("ODYSSEY_DATA_DIR") or ROOT.parent / "shared" / "data")
+
+TINY = ["task=adding", "task.length=6", "task.train_size=64", "task.valid_size=32", "task.test_size=32",
+        "hidden=8", "epochs=1", "batch_size=16", "eval_batch_size=32", "wandb.mode=disabled"]
+
+
+def compose_config(*overrides: str, tiny: bool = True):
+    """The real config from conf/, with TINY first (when asked) so later overrides win."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("config", overrides=[*(TINY if tiny else []), *overrides])
+
+
+@pytest.fixture
+def tiny_config():
+    return compose_config
+
+
+def shared_data(sub: str) -> Path:
+    """A real data set folder, or skip the test where ../shared/data is not present."""
+    path = SHARED_DATA / sub
+    if not path.exists():
+        pytest.skip(f"{path} not present (real data sets live in ../shared/data)")
+    return path
