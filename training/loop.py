@@ -17,6 +17,7 @@ from tqdm import tqdm
 from tasks import batches, make_task, num_batches
 from training.checkpoint import Checkpoints
 from training.config import check_config
+from training.devices import Placement
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
 from training.records import FINISHED, RunRecord
@@ -68,7 +69,10 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
     init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
     x0, len0 = splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1]
     params = model.init(init_key, x0, len0)
-    state = {"params": params, "opt_state": tx.init(params)}
+    placement = Placement()
+    for what in ("batch_size", "eval_batch_size"):
+        placement.check_divisible(cfg[what], what)
+    state = placement.replicate({"params": params, "opt_state": tx.init(params)})
     meta = {"epoch": 0, "step": 0, "best": None, "wall_seconds": 0.0}
 
     ckpt = Checkpoints(record.dir / "checkpoints")
@@ -96,7 +100,7 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
         for i, batch in enumerate(bar):
             if i == steps:
                 break
-            state, m = train_step(state, batch, jax.random.fold_in(step_key, meta["step"]), noise)
+            state, m = train_step(state, placement.shard(batch), jax.random.fold_in(step_key, meta["step"]), noise)
             sums = add_sums(sums, m)
             meta["step"] += 1
             if i % 25 == 24:
@@ -112,8 +116,8 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
             log.warning("epoch %d: training loss is %s; the run ends as diverged", epoch, train_m["loss"])
             record.log_epoch({"epoch": epoch, "train": train_m, "diverged": True})
             break
-        valid_m = evaluate(eval_step, task, state["params"], splits["valid"], cfg.eval_batch_size)
-        test_m = evaluate(eval_step, task, state["params"], splits["test"], cfg.eval_batch_size)
+        valid_m, test_m = (evaluate(eval_step, task, state["params"], splits[s], cfg.eval_batch_size, placement)
+                           for s in ("valid", "test"))
         line = {"epoch": epoch, "step": meta["step"], "train": train_m, "valid": valid_m, "test": test_m,
                 "train_seconds": train_seconds, "epoch_seconds": time.time() - t0,
                 "seq_per_s": steps * cfg.batch_size / train_seconds}
@@ -137,10 +141,10 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
     return result
 
 
-def evaluate(eval_step, task, params, split, batch_size: int) -> dict:
+def evaluate(eval_step, task, params, split, batch_size: int, placement=None) -> dict:
     sums = {}
     for batch in batches(split, batch_size, time_keys=task.time_keys, time_bucket=task.time_bucket):
-        m, outputs = eval_step(params, batch)
+        m, outputs = eval_step(params, placement.shard(batch) if placement else batch)
         sums = add_sums(sums, m)
         if outputs is not None:
             sums = add_sums(sums, task.host_metrics(np.asarray(outputs), batch))
