@@ -131,14 +131,18 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
         ckpt.save(epoch, state, meta)
     ckpt.close()
 
-    best = meta["best"] or {}
-    last = record.epochs()[-1] if record.epochs() else {}
-    result.update(status=status, epochs_completed=meta["epoch"], best_epoch=best.get("epoch"),
-                  valid=best.get("valid"), test=best.get("test"),
-                  final={k: last.get(k) for k in ("train", "valid", "test")},
-                  wall_seconds=time.time() - started)
+    result.update(final_fields(record, meta, status, started))
     record.write_result(result)
     return result
+
+
+def final_fields(record: RunRecord, meta: dict, status: str, started: float) -> dict:
+    """What result.json adds when a run ends: metrics at the best validation epoch and at the last."""
+    best = meta["best"] or {}
+    last = next((e for e in reversed(record.epochs()) if "valid" in e), {})
+    return {"status": status, "epochs_completed": meta["epoch"], "best_epoch": best.get("epoch"),
+            "valid": best.get("valid"), "test": best.get("test"),
+            "final": {k: last.get(k) for k in ("train", "valid", "test")}, "wall_seconds": time.time() - started}
 
 
 def evaluate(eval_step, task, params, split, batch_size: int, placement=None) -> dict:

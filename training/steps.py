@@ -27,7 +27,7 @@ def make_train_step(model, task, tx):
         grads, sums = jax.grad(loss_fn, has_aux=True)(state["params"], batch, rng, noise_std)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        sums = dict(sums, grad_norm=(optax.global_norm(grads), jnp.float32(1.0)))
+        sums = dict(sums, grad_norm=(optax.tree.norm(grads), jnp.float32(1.0)))
         return {"params": params, "opt_state": opt_state}, sums
 
     return train_step

@@ -36,7 +36,7 @@ class Tracker:
             mode=cfg.wandb.mode, project=cfg.wandb.project, entity=cfg.wandb.entity,
             group=cfg.wandb.group or sweep_group(), name=run_name(cfg),
             tags=[f"cell:{cfg.cell.name}", f"task:{cfg.task.name}", *cfg.wandb.tags],
-            config=resolved_config, dir=str(run_dir), reinit="finish_previous",
+            config=resolved_config, dir=str(run_dir), reinit="create_new",
             id=run_id, resume="allow" if run_id else None,
         )
 

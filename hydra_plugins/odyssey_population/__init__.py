@@ -1,0 +1,74 @@
+"""A Hydra launcher that trains a multirun's trials as vmapped populations.
+
+    python train.py -m hydra/launcher=population cell=v,gru lr=1e-4,1e-3,1e-2 seed=0,1
+
+Jobs are grouped by shape (training.population.shape_key: everything but lr, seed, momentum and
+input noise must match); each group trains as one compiled program, and every trial still writes
+its own record into its own sweep subdirectory, exactly as with any other launcher.
+"""
+
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from omegaconf import OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PopulationLauncherConf:
+    _target_: str = "hydra_plugins.odyssey_population.PopulationLauncher"
+    max_size: Optional[int] = None  # most trials in one population (memory); null: a whole shape group
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="population", node=PopulationLauncherConf, provider="odyssey")
+
+
+class PopulationLauncher(Launcher):
+    def __init__(self, max_size: Optional[int] = None) -> None:
+        self.max_size = max_size
+        self.config = self.hydra_context = self.task_function = None
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from training.population import train_population
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        jobs = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                cfg.hydra.job.id, cfg.hydra.job.num = f"{cfg.hydra.job.name}_{idx}", idx
+            HydraConfig.instance().set_config(cfg)  # subdir interpolations read the job's hydra node
+            run_dir = os.path.abspath(sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
+            with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+                cfg.hydra.runtime.output_dir = run_dir
+            task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+            jobs.append((list(overrides), cfg, task_cfg, run_dir))
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+
+        returns = []
+        try:
+            results = train_population([j[2] for j in jobs], [j[3] for j in jobs], self.max_size)
+        except Exception:  # each trial's result.json already says failed; the sweep goes on
+            log.exception("a population failed")
+            results = [None] * len(jobs)
+        for (overrides, cfg, task_cfg, run_dir), result in zip(jobs, results):
+            value = None
+            if result and result.get("test"):
+                value = result["test"].get(result["objective"]["name"])
+            returns.append(JobReturn(overrides=overrides, cfg=task_cfg, hydra_cfg=cfg, working_dir=run_dir,
+                                     task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED, _return_value=value))
+        return returns

@@ -1,0 +1,85 @@
+"""Population training: K trials in one vmapped program behave exactly like K lone runs."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, compose_config
+from training import train
+from training.population import group_by_shape, train_population
+
+TRIALS = [("1e-3", "0", "0.0"), ("3e-2", "1", "0.3"), ("1e-2", "2", "0.0")]  # lr, seed, input noise
+
+
+def trial_configs(optimizer="adam", trials=TRIALS, *extra):
+    return [compose_config(f"lr={lr}", f"seed={seed}", f"input_noise={noise}", f"optimizer={optimizer}",
+                           "epochs=2", *extra) for lr, seed, noise in trials]
+
+
+def test_a_population_equals_separate_runs_with_the_same_seeds(tmp_path):
+    cfgs = trial_configs("sgd", TRIALS, "optimizer.momentum=0.5")
+    together = train_population(cfgs, [tmp_path / f"pop{k}" for k in range(len(cfgs))])
+    for k, cfg in enumerate(cfgs):
+        alone = train(cfg, tmp_path / f"alone{k}")
+        assert together[k]["status"] == alone["status"] == "completed"
+        for split in ("valid", "test"):
+            np.testing.assert_allclose(together[k][split]["mse"], alone[split]["mse"], rtol=1e-4)
+        lines_pop = [json.loads(l) for l in (tmp_path / f"pop{k}" / "metrics.jsonl").read_text().splitlines()]
+        lines_alone = [json.loads(l) for l in (tmp_path / f"alone{k}" / "metrics.jsonl").read_text().splitlines()]
+        assert [l["epoch"] for l in lines_pop] == [l["epoch"] for l in lines_alone] == [1, 2]
+        np.testing.assert_allclose([l["train"]["loss"] for l in lines_pop], [l["train"]["loss"] for l in lines_alone], rtol=1e-4)
+
+
+def test_each_trial_writes_the_record_a_lone_run_writes(tmp_path):
+    cfgs = trial_configs()[:2]
+    train_population(cfgs, [tmp_path / "p0", tmp_path / "p1"])
+    alone = train(cfgs[0], tmp_path / "alone")
+    pop = json.loads((tmp_path / "p0" / "result.json").read_text())
+    assert set(alone) <= set(pop)  # plus population_size
+    assert pop["config"] == alone["config"]
+    assert (tmp_path / "p0" / "checkpoints").is_dir() and (tmp_path / "p1" / "metrics.jsonl").exists()
+
+
+def test_a_diverging_trial_is_frozen_and_does_not_disturb_the_others(tmp_path):
+    healthy = [("1e-2", "0", "0.0"), ("3e-2", "1", "0.0")]
+    with_bad = healthy[:1] + [("1e8", "2", "0.0")] + healthy[1:]
+    clean = train_population(trial_configs("sgd", healthy), [tmp_path / "c0", tmp_path / "c1"])
+    mixed = train_population(trial_configs("sgd", with_bad), [tmp_path / f"m{k}" for k in range(3)])
+    assert mixed[1]["status"] == "diverged"
+    assert json.loads((tmp_path / "m1" / "result.json").read_text())["status"] == "diverged"
+    for c, m in zip(clean, (mixed[0], mixed[2])):
+        assert m["status"] == "completed"
+        assert m["test"]["mse"] == pytest.approx(c["test"]["mse"], rel=1e-5)
+
+
+def test_trials_group_by_shape_and_differ_only_in_lr_seed_momentum_noise():
+    cfgs = [compose_config("lr=1e-3"), compose_config("lr=1e-2", "seed=3", "input_noise=0.5"),
+            compose_config("hidden=16"), compose_config("cell=gru"), compose_config("cell=gru", "lr=0.1"),
+            compose_config("optimizer=sgd", "optimizer.momentum=0.1"), compose_config("optimizer=sgd", "optimizer.momentum=0.9")]
+    assert sorted(group_by_shape(cfgs)) == [[0, 1], [2], [3, 4], [5, 6]]
+
+
+def test_a_rerun_population_retrains_nothing(tmp_path):
+    cfgs = trial_configs()[:2]
+    dirs = [tmp_path / "p0", tmp_path / "p1"]
+    train_population(cfgs, dirs)
+    stamps = [(d / "metrics.jsonl").stat().st_mtime_ns for d in dirs]
+    again = train_population(cfgs, dirs)
+    assert [r["status"] for r in again] == ["completed", "completed"]
+    assert [(d / "metrics.jsonl").stat().st_mtime_ns for d in dirs] == stamps
+
+
+@pytest.mark.slow
+def test_the_population_launcher_runs_a_multirun_as_populations(tmp_path):
+    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=population", "task=adding", "task.length=6",
+           "task.train_size=64", "task.valid_size=32", "task.test_size=32", "hidden=8", "epochs=1", "batch_size=16",
+           "wandb.mode=disabled", "cell=v,gru", "lr=1e-3,1e-2", f"hydra.sweep.dir={tmp_path}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    assert len(results) == 4 and all(r["status"] == "completed" for r in results)
+    assert sorted(r["population_size"] for r in results) == [2, 2, 2, 2]  # one population per cell
+    assert "population of 2" in out.stdout + out.stderr

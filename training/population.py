@@ -1,0 +1,258 @@
+"""Population training: trials that share every shape train together as one vmapped program.
+
+Trials that differ only in PER_TRIAL keys (learning rate, momentum, input-noise std, seed) stack
+their parameters and optimizer states along a leading axis K; the learning rate and momentum are
+injected optimizer hyperparameters and the noise std an argument, so one compilation serves the
+whole group. Each trial keeps its own data order (seeded as a lone run), its own record
+(metrics.jsonl, result.json, checkpoints, wandb run), and its own fate: a trial whose loss turns
+non-finite is frozen and recorded as `diverged` while the others go on untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from tasks import batches, make_task, num_batches
+from training.checkpoint import Checkpoints
+from training.config import check_config
+from training.devices import Placement
+from training.loop import add_sums, device_info, final_fields, flatten, is_better, means, refuse_other_run
+from training.model import count_params, model_from_config
+from training.optim import make_optimizer
+from training.records import FINISHED, RunRecord
+from training.steps import make_eval_step, make_train_step
+from training.tracking import Tracker
+
+log = logging.getLogger("odyssey")
+
+PER_TRIAL = ("lr", "seed", "input_noise", "optimizer.momentum")  # may differ within a population
+NOT_TRAINING = ("wandb",)  # bookkeeping, may differ too
+
+
+def shape_key(cfg) -> str:
+    """Trials with equal keys can share one compiled program."""
+    d = OmegaConf.to_container(cfg, resolve=True)
+    for key in PER_TRIAL + NOT_TRAINING:
+        *path, last = key.split(".")
+        node = d
+        for p in path:
+            node = node.get(p, {})
+        node.pop(last, None)
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def group_by_shape(cfgs) -> list[list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(shape_key(cfg), []).append(i)
+    return list(groups.values())
+
+
+@dataclass
+class Trial:
+    cfg: object
+    record: RunRecord
+    result: dict
+    tracker: Tracker | None = None
+    meta: dict = field(default_factory=lambda: {"epoch": 0, "step": 0, "best": None, "wall_seconds": 0.0})
+
+
+def train_population(cfgs, run_dirs, max_size: int | None = None) -> list[dict]:
+    """Train every config, grouped by shape into populations of at most `max_size`; one result each."""
+    results: list[dict | None] = [None] * len(cfgs)
+    for group in group_by_shape(cfgs):
+        size = max_size or len(group)
+        for start in range(0, len(group), size):
+            idx = group[start:start + size]
+            for i, r in zip(idx, _train_group([cfgs[i] for i in idx], [Path(run_dirs[i]) for i in idx])):
+                results[i] = r
+    return results
+
+
+def _train_group(cfgs, run_dirs) -> list[dict]:
+    out, trials = [], []
+    for cfg, run_dir in zip(cfgs, run_dirs):
+        check_config(cfg)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        record = RunRecord(run_dir)
+        previous = record.previous() or {}
+        if previous.get("status") in FINISHED and previous.get("config") == resolved:
+            out.append(previous)  # finished earlier: nothing to retrain
+            continue
+        refuse_other_run(previous, resolved, run_dir)
+        result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
+                  **device_info(), "config": resolved, "population_size": len(cfgs)}
+        trial = Trial(cfg, record, result)
+        trial.tracker = Tracker(cfg, run_dir, resolved, run_id=previous.get("wandb_id"))
+        result["wandb_id"] = trial.tracker.id
+        record.write_result(result)
+        trials.append(trial)
+        out.append(result)
+    if trials:
+        try:
+            _fit(trials)
+        except Exception as e:
+            for t in trials:
+                if t.result["status"] == "running":
+                    t.result.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+                    t.record.write_result(t.result)
+                    t.tracker.finish(failed=True)
+            raise
+    return out  # the trials' result dicts, updated in place as they finished
+
+
+def stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree, k: int):
+    return jax.tree.map(lambda x: x[k], tree)
+
+
+def stack_batches(batch_list, time_keys) -> dict:
+    """Stack K trials' batches; trials whose batch was trimmed shorter are zero-padded in time
+    (padded steps are masked by lengths, so no result changes)."""
+    T = max(b["x"].shape[1] for b in batch_list)
+    padded = []
+    for b in batch_list:
+        b = dict(b)
+        for k in time_keys:
+            if b[k].shape[1] < T:
+                pad = [(0, 0)] * b[k].ndim
+                pad[1] = (0, T - b[k].shape[1])
+                b[k] = np.pad(b[k], pad)
+        padded.append(b)
+    return {k: np.stack([b[k] for b in padded]) for k in padded[0]}
+
+
+def _fit(trials: list[Trial]) -> None:
+    cfg0, K = trials[0].cfg, len(trials)
+    task = make_task(cfg0.task)
+    loaded: dict = {}  # data loaded once per distinct seed (generated tasks depend on it)
+
+    def load(seed):
+        if seed not in loaded:
+            loaded[seed] = task.load(cfg0.data_dir, seed)
+        return loaded[seed]
+
+    splits = [load(t.cfg.seed) for t in trials]
+    model = model_from_config(cfg0, task)
+    txs = [make_optimizer(t.cfg.optimizer, t.cfg.lr, t.cfg.grad_clip) for t in trials]
+    keys = [jax.random.split(jax.random.key(t.cfg.seed)) for t in trials]
+    x0, len0 = splits[0]["train"]["x"][:1].astype(np.float32), splits[0]["train"]["lengths"][:1]
+    states = []
+    for (init_key, _), tx in zip(keys, txs):
+        params = model.init(init_key, x0, len0)
+        states.append({"params": params, "opt_state": tx.init(params)})
+
+    ckpts = [Checkpoints(t.record.dir / "checkpoints") for t in trials]
+    latest = [c.latest_epoch() for c in ckpts]
+    if all(e is not None and e == latest[0] for e in latest):  # populations move in lockstep
+        for k, (t, c) in enumerate(zip(trials, ckpts)):
+            states[k], t.meta = c.restore(latest[0], states[k])
+    for t in trials:
+        t.record.keep_epochs_through(t.meta["epoch"])
+
+    devices = jax.devices()
+    placement = Placement(devices[:max(d for d in range(1, len(devices) + 1) if K % d == 0)])
+    state = placement.shard(stack(states))
+    step_keys = jnp.stack([k for _, k in keys])
+    noise = jnp.asarray([t.cfg.input_noise for t in trials], jnp.float32)
+    alive = jnp.asarray([True] * K)
+    shared_eval = all(s is splits[0] for s in splits)
+
+    step = jax.vmap(make_train_step(model, task, txs[0]))
+
+    @jax.jit
+    def population_step(state, batch, rngs, noise, alive):
+        new, sums = step(state, batch, rngs, noise)
+        ok = alive & jnp.isfinite(sums["loss"][0] / sums["loss"][1])
+        keep = lambda n, o: jnp.where(ok.reshape((K,) + (1,) * (n.ndim - 1)), n, o)  # freeze the diverged
+        return jax.tree.map(keep, new, state), sums, ok
+
+    eval_step = jax.jit(jax.vmap(make_eval_step(model, task), in_axes=(0, None if shared_eval else 0)))
+    steps = num_batches(splits[0]["train"], cfg0.batch_size, drop_last=True)
+    if cfg0.max_steps_per_epoch:
+        steps = min(steps, cfg0.max_steps_per_epoch)
+    started = time.time() - trials[0].meta["wall_seconds"]
+    for t, s in zip(trials, states):
+        t.result.update(num_params=count_params(s["params"]), objective=dict(zip(("name", "mode"), task.objective)))
+
+    for epoch in range(trials[0].meta["epoch"] + 1, cfg0.epochs + 1):
+        t0, sums, live = time.time(), {}, [t for t in trials if t.result["status"] == "running"]
+        if not live:
+            break
+        streams = [batches(s["train"], cfg0.batch_size, rng=np.random.default_rng([t.cfg.seed, epoch]), drop_last=True,
+                           time_keys=task.time_keys, time_bucket=task.time_bucket) for t, s in zip(trials, splits)]
+        for i, batch_list in enumerate(tqdm(zip(*streams), total=steps, desc=f"population of {K}, epoch {epoch}/{cfg0.epochs}",
+                                            leave=False, disable=None)):
+            if i == steps:
+                break
+            n = trials[0].meta["step"]
+            rngs = jax.vmap(jax.random.fold_in, (0, None))(step_keys, n)
+            state, m, alive = population_step(state, placement.shard(stack_batches(batch_list, task.time_keys)), rngs, noise, alive)
+            sums = add_sums(sums, m)
+            for t in trials:
+                t.meta["step"] += 1
+        train_seconds = time.time() - t0
+        valid, test = (_evaluate(eval_step, task, state["params"], [s[name] for s in splits], cfg0.eval_batch_size, shared_eval, K)
+                       for name in ("valid", "test"))
+        alive_host = np.asarray(alive)
+        for k, t in enumerate(trials):
+            if t.result["status"] != "running":
+                continue
+            train_m = means(jax.tree.map(lambda x: x[k], sums))
+            if not alive_host[k] or not math.isfinite(train_m["loss"]):
+                t.record.log_epoch({"epoch": epoch, "train": train_m, "diverged": True})
+                _finish(t, "diverged", started)
+                continue
+            line = {"epoch": epoch, "step": t.meta["step"], "train": train_m, "valid": valid[k], "test": test[k],
+                    "train_seconds": train_seconds, "epoch_seconds": time.time() - t0,
+                    "seq_per_s": steps * cfg0.batch_size / train_seconds, "population_seq_per_s": K * steps * cfg0.batch_size / train_seconds}
+            t.record.log_epoch(line)
+            t.tracker.log(flatten(line), step=epoch)
+            if is_better(valid[k], t.meta["best"], task.objective):
+                t.meta["best"] = {"epoch": epoch, "valid": valid[k], "test": test[k]}
+            t.meta["epoch"], t.meta["wall_seconds"] = epoch, time.time() - started
+            ckpts[k].save(epoch, unstack(state, k), t.meta)
+        log.info("population of %d, epoch %d: %d trials alive, %.1fs, %.0f seq/s in all", K, epoch,
+                 int(alive_host.sum()), time.time() - t0, K * steps * cfg0.batch_size / train_seconds)
+    for c in ckpts:
+        c.close()
+    for t in trials:
+        if t.result["status"] == "running":
+            _finish(t, "completed", started)
+
+
+def _evaluate(eval_step, task, params, split_list, batch_size, shared, K) -> list[dict]:
+    sums = {}
+    streams = [batches(s, batch_size, time_keys=task.time_keys, time_bucket=task.time_bucket)
+               for s in (split_list[:1] if shared else split_list)]
+    for batch_list in zip(*streams):
+        batch = batch_list[0] if shared else stack_batches(batch_list, task.time_keys)
+        m, outputs = eval_step(params, batch)
+        sums = add_sums(sums, m)
+        if outputs is not None:
+            host = [task.host_metrics(np.asarray(outputs[k]), batch_list[0 if shared else k]) for k in range(K)]
+            sums = add_sums(sums, {name: (np.array([h[name][0] for h in host]), np.array([h[name][1] for h in host]))
+                                   for name in host[0]})
+    return [means(jax.tree.map(lambda x: x[k], sums)) for k in range(K)]
+
+
+def _finish(t: Trial, status: str, started: float) -> None:
+    t.result.update(final_fields(t.record, t.meta, status, started))
+    t.record.write_result(t.result)
+    t.tracker.summary({"status": status, "best_epoch": t.result["best_epoch"]})
+    t.tracker.finish()
