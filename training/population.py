@@ -113,6 +113,22 @@ def _train_group(cfgs, run_dirs) -> list[dict]:
     return out  # the trials' result dicts, updated in place as they finished
 
 
+def over_trials(fn, strategy: str = "auto"):
+    """fn(*args) for every trial along the leading axis of all args, in one compiled program.
+
+    `vmap` batches the trials' matmuls together, which fills a GPU or TPU; on CPU one trial already
+    saturates the cores and batched matmuls run slower there, so `map` (lax.map: the trials one after
+    another inside the program, each exactly a lone run's computation) is the CPU default.
+    """
+    if strategy == "auto":
+        strategy = "map" if jax.default_backend() == "cpu" else "vmap"
+    if strategy == "vmap":
+        return jax.vmap(fn)
+    if strategy == "map":
+        return lambda *args: jax.lax.map(lambda a: fn(*a), args)
+    raise ValueError(f"population strategy must be auto, vmap or map, got {strategy!r}.")
+
+
 def stack(trees):
     return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -173,7 +189,7 @@ def _fit(trials: list[Trial]) -> None:
     alive = jnp.asarray([True] * K)
     shared_eval = all(s is splits[0] for s in splits)
 
-    step = jax.vmap(make_train_step(model, task, txs[0]))
+    step = over_trials(make_train_step(model, task, txs[0]))
 
     @jax.jit
     def population_step(state, batch, rngs, noise, alive):
@@ -182,7 +198,11 @@ def _fit(trials: list[Trial]) -> None:
         keep = lambda n, o: jnp.where(ok.reshape((K,) + (1,) * (n.ndim - 1)), n, o)  # freeze the diverged
         return jax.tree.map(keep, new, state), sums, ok
 
-    eval_step = jax.jit(jax.vmap(make_eval_step(model, task), in_axes=(0, None if shared_eval else 0)))
+    eval_one = make_eval_step(model, task)
+    if shared_eval:  # every trial reads the same batch
+        eval_step = jax.jit(lambda params, batch: over_trials(lambda p: eval_one(p, batch))(params))
+    else:
+        eval_step = jax.jit(over_trials(eval_one))
     steps = num_batches(splits[0]["train"], cfg0.batch_size, drop_last=True)
     if cfg0.max_steps_per_epoch:
         steps = min(steps, cfg0.max_steps_per_epoch)

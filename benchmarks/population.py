@@ -1,0 +1,99 @@
+"""Aggregate training throughput of a population of K trials against K separate runs.
+
+    python -m benchmarks.population                       # row MNIST shapes, H=128, K = 1 4 16 64
+    python -m benchmarks.population --sizes 1 32 --cell np --steps 50   # e.g. on a GPU
+
+Separate runs train one after another, so their aggregate throughput is that of one run (K=1),
+and they compile K times; a population compiles once. Inputs are random arrays of row-MNIST shape
+(throughput does not depend on the pixel values). Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tasks.mnist import MNISTTask
+from training.model import SequenceModel
+from training.optim import make_optimizer
+from training.population import over_trials
+from training.steps import make_train_step
+
+
+def population_step_fn(cell: str, hidden: int, K: int, strategy: str):
+    """The population's jitted train step and stacked state; K=None: a lone run's step and state."""
+    task = MNISTTask()
+    model = SequenceModel(cell=cell, hidden=hidden, output_size=10,
+                          hoist_projection=jax.default_backend() != "cpu")
+
+    class Adam:  # the optimizer config train.py would pass
+        name, b1, b2, eps = "adam", 0.9, 0.999, 1e-8
+
+    lrs = np.logspace(-4, -2, K or 1)
+    txs = [make_optimizer(Adam, float(lr)) for lr in lrs]
+    x = jnp.zeros((1, 28, 28))
+    states = []
+    for k, tx in enumerate(txs):
+        params = model.init(jax.random.key(k), x)
+        states.append({"params": params, "opt_state": tx.init(params)})
+    train_step = make_train_step(model, task, txs[0])
+    if K is None:
+        return jax.jit(train_step), states[0]
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    return jax.jit(over_trials(train_step, strategy)), state
+
+
+def measure(cell: str, hidden: int, batch: int, K: int, steps: int, strategy: str = "auto") -> dict:
+    step, state = population_step_fn(cell, hidden, K, strategy)
+    rng = np.random.default_rng(0)
+    lead = () if K is None else (K,)
+    b = {"x": jnp.asarray(rng.random(lead + (batch, 28, 28), np.float32)),
+         "y": jnp.asarray(rng.integers(0, 10, lead + (batch,)), jnp.int32),
+         "lengths": jnp.full(lead + (batch,), 28, jnp.int32), "mask": jnp.ones(lead + (batch,))}
+    keys = jax.random.key(0) if K is None else jax.random.split(jax.random.key(0), K)
+    noise = jnp.zeros(lead)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, b, keys, noise).compile()
+    compile_s = time.perf_counter() - t0
+    state, m = compiled(state, b, keys, noise)  # warm-up
+    jax.block_until_ready(state)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, m = compiled(state, b, keys, noise)
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - t0
+    return {"K": K, "compile_s": compile_s, "seq_per_s": (K or 1) * batch * steps / seconds}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cell", default="np")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
+    p.add_argument("--strategy", default="auto", choices=["auto", "vmap", "map"], help="how trials share the program")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per K (fewer for large K on CPU)")
+    args = p.parse_args(argv)
+    dev = jax.devices()[0]
+    print(f"# population throughput: {args.cell}, H={args.hidden}, batch {args.batch}, row MNIST (T=28, D=28); "
+          f"{dev.platform} {dev.device_kind}, jax {jax.__version__}, strategy {args.strategy}")
+    base = measure(args.cell, args.hidden, args.batch, None, args.steps)
+    print(f"  one lone run: {base['seq_per_s']:.0f} seq/s, compile {base['compile_s']:.1f}s", flush=True)
+    rows = []
+    for K in args.sizes:
+        steps = max(3, args.steps // K) if dev.platform == "cpu" else args.steps
+        rows.append(measure(args.cell, args.hidden, args.batch, K, steps, args.strategy))
+        print(f"  K={K}: {rows[-1]['seq_per_s']:.0f} seq/s, compile {rows[-1]['compile_s']:.1f}s", flush=True)
+    print("\n| K | aggregate seq/s | × K separate runs | compile s (population) | compile s (K separate) |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['K']} | {r['seq_per_s']:,.0f} | {r['seq_per_s'] / base['seq_per_s']:.2f}× | "
+              f"{r['compile_s']:.1f} | {r['K'] * base['compile_s']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
