@@ -156,7 +156,8 @@ def evaluate(eval_step, task, params, split, batch_size: int, placement=None) ->
 
 
 def add_sums(sums: dict, new: dict) -> dict:
-    return {k: (sums[k][0] + v[0], sums[k][1] + v[1]) if k in sums else v for k, v in new.items()}
+    """Running (total, count) per metric; keys missing from `new` (e.g. host metrics) are kept."""
+    return {**sums, **{k: (sums[k][0] + v[0], sums[k][1] + v[1]) if k in sums else v for k, v in new.items()}}
 
 
 def means(sums: dict) -> dict:
