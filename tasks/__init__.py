@@ -7,13 +7,22 @@ from __future__ import annotations
 
 from tasks.adding import AddingTask
 from tasks.base import DataError, Task, batches, num_batches
+from tasks.fsdd import FSDDTask
+from tasks.fsdd_strings import FSDDStringsTask
 from tasks.mnist import MNISTTask
+from tasks.music import MusicTask
 
 TASKS: dict[str, type[Task]] = {
     "mnist": MNISTTask,
     "smnist": MNISTTask,
     "psmnist": MNISTTask,
     "adding": AddingTask,
+    "jsb": MusicTask,
+    "nottingham": MusicTask,
+    "piano": MusicTask,
+    "muse": MusicTask,
+    "fsdd": FSDDTask,
+    "fsdd_strings": FSDDStringsTask,
 }
 
 

