@@ -1,0 +1,264 @@
+"""Greff et al. (2017)'s evidence from a folder of run records, in one command:
+
+    python -m sweeps.report multirun/random_search            # -> multirun/random_search/report/
+    python -m sweeps.report runs/ --out /tmp/report --reference np
+
+Reads every run record below the folder (result.json, or only metrics.jsonl for a run that never wrote
+one), from single runs, population runs or sweeps alike, and writes report.md, report.html (the same
+page with its figures embedded) and the PNG figures. Runs that failed or did not finish are listed with
+their error, never dropped. The statistics live in sweeps.evidence, the drawing in sweeps.figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from sweeps import evidence, figures
+from sweeps.evidence import Trial
+
+COUNTED = ("completed", "diverged")  # runs with a best epoch; failed and running ones are listed instead
+# Greff's order of the variants; any other cell or combination follows, alphabetically
+ORDER = ["v", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr", "gru", "srn"]
+
+INTRO = """\
+Each task gets five sections, after Greff et al. (2017), "LSTM: A Search Space Odyssey":
+
+- **Distribution** (their Fig. 3): the test metric of every trial of each variant, and of its best 10 %.
+  Boxes span the quartiles with the median inside; whiskers reach 1.5 × the box; dots are the trials.
+  Blue boxes differ significantly from the reference variant (Welch, all trials, Bonferroni).
+- **Welch's t-test against {ref}**: does a variant's mean test metric differ from {ref}'s? Welch's test
+  does not assume equal variances. Significant means p < 0.05 / m, Bonferroni-corrected for the m
+  variants compared; "p < 0.05 only" passes the uncorrected test but not the corrected one.
+- **Hyperparameter importance** (fANOVA, Hutter et al. 2014): the share of the test metric's variance
+  that each hyperparameter explains on its own, on the scale it is searched (lr and hidden: log10,
+  momentum: log10(1 − momentum)), plus the lr × hidden interaction; "rest" is higher-order interactions
+  and what no hyperparameter explains. Only hyperparameters that vary are analysed.
+- **Test metric against learning rate** (their Fig. 4): one point per trial, log-scale learning rate.
+- **Best trial per variant**: its hyperparameters and where its record lies.
+
+The test metric is the one at each run's best validation epoch. Diverged runs count with the epochs
+before their loss became non-finite.
+"""
+
+
+def variant_name(cell: dict) -> str:
+    """`np` with switches {coupled: true} is "np+coupled"; a switch set to false reads "peepholes=false"."""
+    extra = [k if v is True else f"{k}={json.dumps(v)}" for k, v in sorted((cell.get("switches") or {}).items())]
+    return "+".join([cell["name"], *extra])
+
+
+def load(root: Path, skip: Path | None = None) -> tuple[list[Trial], list[dict]]:
+    """Every run below `root`: the trials that count, and the problems (runs that do not count, and why)."""
+    dirs = {p.parent for name in ("result.json", "metrics.jsonl") for p in root.rglob(name)}
+    trials, problems = [], []
+    for d in sorted(dirs):
+        if skip is not None and d.is_relative_to(skip):
+            continue
+        rel = str(d.relative_to(root)) or "."
+        try:
+            trials.append(read_trial(d, rel))
+        except RecordProblem as e:
+            problems.append({"path": rel, "status": e.status, "error": str(e)})
+    return trials, problems
+
+
+class RecordProblem(Exception):
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def read_trial(run_dir: Path, rel: str) -> Trial:
+    epochs = len((run_dir / "metrics.jsonl").read_text().splitlines()) if (run_dir / "metrics.jsonl").exists() else 0
+    if not (run_dir / "result.json").exists():
+        raise RecordProblem("no result.json", f"did not finish: {epochs} epoch(s) in metrics.jsonl and no result.json")
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RecordProblem("unreadable", f"result.json is not valid JSON: {e}") from None
+    status = result.get("status", "unknown")
+    if status == "failed":
+        raise RecordProblem(status, result.get("error") or "failed without an error message")
+    if status not in COUNTED:
+        raise RecordProblem(status, f"still running, or killed: {epochs} epoch(s) logged")
+    try:
+        cfg, objective = result["config"], result["objective"]
+        name, mode = objective["name"], objective["mode"]
+        value = (result.get("test") or {}).get(name)
+        if value is None or not math.isfinite(value):
+            raise RecordProblem(status, f"no finite test {name} in result.json (got {value})")
+        if mode not in ("max", "min"):
+            raise RecordProblem(status, f"objective mode {mode!r} in result.json; expected 'max' or 'min'")
+        optimizer = cfg.get("optimizer") or {}
+        return Trial(path=rel, task=result.get("task") or cfg["task"]["name"], variant=variant_name(cfg["cell"]),
+                     metric=name, mode=mode, value=float(value), status=status, lr=float(cfg["lr"]),
+                     hidden=int(cfg["hidden"]),
+                     momentum=float(optimizer["momentum"]) if optimizer.get("name") == "sgd" else None,
+                     input_noise=float(cfg.get("input_noise") or 0.0), seed=cfg.get("seed"))
+    except (KeyError, TypeError) as e:
+        raise RecordProblem(status, f"result.json lacks {e} (expected the record training/records.py writes)") from None
+
+
+def table(header: list[str], rows: list[list], align: str = "") -> str:
+    """A markdown table; `align` holds one of l/r per column (default: first left, rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = ["---:" if a == "r" else "---" for a in align]
+    lines = [header, rule, *[[str(c).replace("|", "\\|") for c in row] for row in rows]]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def num(x, digits: int = 4) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}g}"
+
+
+def verdict(test: dict) -> str:
+    return "yes" if test["significant"] else "p < 0.05 only" if test["uncorrected"] else "no"
+
+
+def first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:200] if lines else "(no message)"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def task_section(task: str, trials: list[Trial], out: Path, reference: str) -> list[str]:
+    """One task's five sections (see INTRO), its figures written to `out` as <task>_*.png."""
+    metric, mode, stem = trials[0].metric, trials[0].mode, slug(task)
+    label = f"test {metric} ({'higher' if mode == 'max' else 'lower'} is better)"
+    names = sorted({t.variant for t in trials}, key=lambda v: (ORDER.index(v) if v in ORDER else len(ORDER), v))
+    by_variant = {v: [t for t in trials if t.variant == v] for v in names}
+    values = {v: [t.value for t in ts] for v, ts in by_variant.items()}
+    best = {v: list(evidence.best_share(x, mode)) for v, x in values.items()}
+    tests = evidence.compare_to(values, reference), evidence.compare_to(best, reference)
+    diverged = sum(t.status == "diverged" for t in trials)
+
+    figures.box_plots(values, best, f"test {metric}", f"{task}: {label}",
+                      {r["variant"] for r in tests[0] if r["significant"]}, out / f"{stem}_box.png", reference)
+    figures.metric_vs_lr({v: ([t.lr for t in ts], [t.value for t in ts]) for v, ts in by_variant.items()},
+                         f"test {metric}", out / f"{stem}_lr.png")
+    return [f"## {task}: {label}", "",
+            f"{len(trials)} trials of {len(names)} variant(s)" + (f", {diverged} of them diverged." if diverged else "."),
+            "", "### Distribution of the test metric", "", f"![box plots]({stem}_box.png)", "",
+            distribution_table(values, best, mode), "",
+            f"### Welch's t-test against {reference}", "", *welch_section(*tests, metric, reference),
+            "### Hyperparameter importance (fANOVA)", "", *importance_section(trials, by_variant, out / f"{stem}_importance.png"),
+            "### Test metric against learning rate", "", f"![metric vs lr]({stem}_lr.png)", "",
+            "### Best trial per variant", "", ranking_table(by_variant, metric, mode), ""]
+
+
+def distribution_table(values: dict, best: dict, mode: str) -> str:
+    return table(["variant", "trials", "median", "mean", "std", "best", "median of best 10 %"],
+                 [[v, len(x), num(np.median(x)), num(np.mean(x)), num(np.std(x, ddof=1) if len(x) > 1 else None),
+                   num(evidence.ordered(x, mode)[0]), num(np.median(best[v]))] for v, x in values.items()])
+
+
+def welch_section(tests_all: list[dict], tests_best: list[dict], metric: str, reference: str) -> list[str]:
+    if not tests_all:
+        return [f"No comparison: this task has no `{reference}` trials, or no other variant.", ""]
+    m, threshold = len(tests_all), tests_all[0]["threshold"]
+    rows = [[a["variant"], a["n"], num(a["diff"], 3), num(a["p"], 2), verdict(a), num(b["diff"], 3), num(b["p"], 2),
+             verdict(b)] for a, b in zip(tests_all, tests_best)]
+    return [f"Significant: p < 0.05 / {m} = {threshold:.2g} (Bonferroni over {m} comparison{'s' * (m > 1)}). "
+            f"Differences are variant − {reference}: mean {metric}.", "",
+            table(["variant", "trials", "Δ mean (all)", "p", "significant", "Δ mean (best 10 %)", "p", "significant"],
+                  rows, "lrrrlrrl"), ""]
+
+
+def importance_section(trials: list[Trial], by_variant: dict, figure: Path) -> list[str]:
+    """fANOVA over all variants pooled (differences between variants then fall into "rest"), then per variant."""
+    groups = {"all variants": trials, **by_variant}
+    shares, skipped, md = {}, [], []
+    for group, ts in groups.items():
+        result, why = evidence.importance(ts)
+        if result:
+            shares[group] = result
+        else:
+            skipped.append(f"{group} ({why})")
+    if shares:
+        effects = list(dict.fromkeys(k for s in shares.values() for k in s))
+        figures.importance_bars(shares, figure)
+        md += [table(["trials of", "n", *effects],
+                     [[g, len(groups[g]), *[f"{100 * s.get(e, 0):.1f} %" for e in effects]] for g, s in shares.items()]),
+               "", f"![fANOVA]({figure.name})", ""]
+    if skipped:
+        md += [f"Not analysed (fANOVA needs {evidence.MIN_TRIALS} trials and a varying hyperparameter): "
+               + "; ".join(skipped) + ".", ""]
+    return md
+
+
+def ranking_table(by_variant: dict, metric: str, mode: str) -> str:
+    sign = 1 if mode == "max" else -1
+    winners = sorted((max(ts, key=lambda t: sign * t.value) for ts in by_variant.values()), key=lambda t: -sign * t.value)
+    return table(["rank", "variant", f"test {metric}", "lr", "hidden", "momentum", "input noise", "seed", "record"],
+                 [[i + 1, t.variant, num(t.value), f"{t.lr:.2e}", t.hidden, num(t.momentum, 3), num(t.input_noise, 3),
+                   "–" if t.seed is None else t.seed, f"`{t.path}`"] for i, t in enumerate(winners)], "rlrrrrrrl")
+
+
+def write_report(root, out=None, reference: str = "v") -> Path:
+    """Read the records below `root`, write report.md, report.html and the figures into `out`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of run records")
+    out = Path(out) if out else root / "report"
+    trials, problems = load(root, skip=out)
+    if not trials and not problems:
+        raise FileNotFoundError(f"No run records (result.json or metrics.jsonl) below {root}")
+    out.mkdir(parents=True, exist_ok=True)
+    md = [f"# Sweep report: `{root}`", "",
+          f"{len(trials) + len(problems)} run records: {len(trials)} count as trials, {len(problems)} do not "
+          "(listed at the end).", "", INTRO.format(ref=reference)]
+    by_task = defaultdict(list)
+    for t in trials:
+        by_task[(t.task, t.metric)].append(t)
+    for (task, _), ts in sorted(by_task.items()):
+        md += task_section(task, ts, out, reference)
+    md += ["## Runs that do not count", ""]
+    md += [table(["record", "status", "error"], [[f"`{p['path']}`", p["status"], first_line(p["error"])]
+                                                   for p in problems], "lll") if problems else "None.", ""]
+    text = "\n".join(md)
+    (out / "report.md").write_text(text)
+    (out / "report.html").write_text(html(text, out))
+    return out / "report.md"
+
+
+def html(markdown: str, folder: Path) -> str:
+    """The same page as one self-contained HTML file: the PNGs are embedded as base64."""
+    from markdown_it import MarkdownIt
+
+    def embed(m):
+        data = base64.b64encode((folder / m.group(2)).read_bytes()).decode()
+        return f"![{m.group(1)}](data:image/png;base64,{data})"
+
+    body = MarkdownIt("commonmark").enable("table").render(re.sub(r"!\[([^]]*)\]\(([^)]+\.png)\)", embed, markdown))
+    style = ("body{font-family:sans-serif;max-width:70em;margin:auto;padding:1em}img{max-width:100%}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}")
+    return f"<!doctype html><meta charset='utf-8'><title>Sweep report</title><style>{style}</style>\n{body}"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir", help="folder holding run records (searched recursively)")
+    parser.add_argument("--out", help="where to write the report (default: <dir>/report)")
+    parser.add_argument("--reference", default="v", help="variant the t-tests compare against (default: v)")
+    args = parser.parse_args(argv)
+    try:
+        path = write_report(args.dir, args.out, args.reference)
+    except FileNotFoundError as e:
+        sys.exit(f"sweeps.report: {e}")
+    print(f"wrote {path}, report.html and the figures beside it")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""The sweep report finds what synthetic records were built to show: the hyperparameter that drives the
+metric, the variant that is shifted, the runs that did not finish, and draws valid figures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from conftest import compose_config
+from sweeps import evidence, report
+from sweeps.evidence import Trial
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_record(run_dir, *, cell="v", switches=None, task="mnist", objective=("accuracy", "max"), value=0.9,
+                 lr=1e-3, hidden=64, momentum=0.9, noise=0.0, seed=0, status="completed", wandb=True, error=None):
+    """A run record as training/loop.py writes it: metrics.jsonl (3 epochs) and result.json."""
+    run_dir.mkdir(parents=True)
+    name, mode = objective
+    lines = [{"epoch": e, "step": 10 * e, "train": {"loss": 1.0 / e, name: value}, "valid": {"loss": 1.0 / e, name: value},
+              "test": {"loss": 1.0 / e, name: value}, "train_seconds": 1.0, "epoch_seconds": 1.2, "seq_per_s": 500.0}
+             for e in (1, 2, 3)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    config = {"cell": {"name": cell, "switches": switches or {}, "forget_bias": 1.0},
+              "task": {"name": task, "bidirectional": False},
+              "optimizer": {"name": "sgd", "momentum": momentum, "nesterov": True} if momentum is not None
+              else {"name": "adam", "b1": 0.9, "b2": 0.999, "eps": 1e-8},
+              "lr": lr, "hidden": hidden, "layers": 1, "bidirectional": False, "dropout": 0.0, "input_noise": noise,
+              "epochs": 3, "batch_size": 32, "seed": seed}
+    result = {"status": status, "cell": cell, "task": task, "run_dir": str(run_dir), "platform": "cpu",
+              "device_kind": "cpu", "device_count": 1, "config": config}
+    if wandb:
+        config["wandb"] = {"mode": "offline", "project": "odyssey", "entity": None, "group": None, "tags": []}
+        result["wandb_id"] = f"run{seed}"
+    if status == "failed":
+        result.update(error=error, traceback=f"Traceback (most recent call last):\n  ...\n{error}\n")
+    elif status != "running":
+        result.update(num_params=1234, objective={"name": name, "mode": mode}, epochs_completed=3, best_epoch=3,
+                      valid={"loss": 0.3, name: value}, test={"loss": 0.3, name: value},
+                      final={k: lines[-1][k] for k in ("train", "valid", "test")}, wall_seconds=3.6)
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+
+
+def accuracy(lr, shift, rng):
+    """Depends on lr only (best at 1e-4), plus the variant's shift and a little seed noise."""
+    return 0.95 - 0.02 * (math.log10(lr) + 4) ** 2 + shift + 0.002 * rng.normal()
+
+
+SHIFTS = {"v": 0.0, "nig": -0.03, "np": 0.0}  # nig is worse by 0.03; np is drawn exactly like v
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A Greff-style random search over three variants, plus a small second task and broken runs."""
+    root = tmp_path_factory.mktemp("sweep")
+    rng = np.random.default_rng(0)
+    for cell, shift in SHIFTS.items():
+        for i in range(40):
+            lr = 10 ** rng.uniform(-6, -2)
+            write_record(root / "multirun" / f"cell={cell}" / str(i), cell=cell, value=accuracy(lr, shift, rng), lr=lr,
+                         hidden=int(10 ** rng.uniform(np.log10(20), np.log10(200))),
+                         momentum=1 - 10 ** rng.uniform(-2, 0), noise=rng.uniform(0, 1), seed=i, wandb=i % 2 == 0)
+    for i, cell in enumerate(["v", "np"]):  # a population run: several members, one folder each, no wandb
+        write_record(root / "population" / f"member_{i}", cell=cell, switches={"coupled": True} if i else None,
+                     task="adding", objective=("mse", "min"), value=0.1 + 0.05 * i, lr=1e-3 * (i + 1),
+                     momentum=None, seed=i, wandb=False)
+    write_record(root / "multirun" / "broken" / "0", status="failed", error="ValueError: lr must be positive, got -1")
+    write_record(root / "multirun" / "broken" / "1", status="running")
+    write_record(root / "multirun" / "broken" / "2", status="diverged", value=float("nan"))
+    (root / "multirun" / "broken" / "2" / "result.json").write_text(
+        (root / "multirun" / "broken" / "2" / "result.json").read_text().replace('"accuracy": NaN', '"accuracy": null'))
+    killed = root / "multirun" / "broken" / "3"
+    killed.mkdir()
+    (killed / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
+    bad = root / "multirun" / "broken" / "4"
+    bad.mkdir()
+    (bad / "result.json").write_text('{"status": "compl')
+    report.write_report(root)
+    return root
+
+
+def trials_from(values, lrs, hiddens, noises, variant="v", mode="max"):
+    return [Trial(path=str(i), task="t", variant=variant, metric="m", mode=mode, value=float(y), status="completed",
+                  lr=float(lr), hidden=int(h), momentum=None, input_noise=float(n), seed=i)
+            for i, (y, lr, h, n) in enumerate(zip(values, lrs, hiddens, noises))]
+
+
+def random_space(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return 10 ** rng.uniform(-6, -2, n), np.round(10 ** rng.uniform(1.3, 2.3, n)), rng.uniform(0, 1, n), rng
+
+
+def test_a_metric_that_depends_only_on_lr_gives_lr_the_largest_importance():
+    lrs, hiddens, noises, rng = random_space(60)
+    values = -(np.log10(lrs) + 4) ** 2 + 0.05 * rng.normal(size=60)
+    shares, why = evidence.importance(trials_from(values, lrs, hiddens, noises))
+    assert why == "" and set(shares) == {"lr", "hidden", "input_noise", "lr x hidden", "rest"}
+    assert shares["lr"] > 0.8
+    assert max(shares, key=shares.get) == "lr"
+
+
+def test_a_pure_lr_hidden_interaction_is_found_as_the_interaction():
+    lrs, hiddens, noises, rng = random_space(120, seed=1)
+    values = (np.log10(lrs) + 4) * (np.log10(hiddens) - 1.8)
+    shares, _ = evidence.importance(trials_from(values, lrs, hiddens, noises))
+    assert shares["lr x hidden"] > 0.4  # the forest, fit to 120 noisy-free points, leaks some into main effects
+    assert max(shares, key=shares.get) == "lr x hidden"
+
+
+def test_optunas_internal_fanova_attributes_a_one_column_function_to_that_column():
+    """Guards the one place that uses Optuna internals (evidence.fanova_shares)."""
+    X = np.random.default_rng(0).uniform(0, 1, (50, 2))
+    shares = evidence.fanova_shares(X, np.sin(3 * X[:, 0]), [(0,), (1,), (0, 1)])
+    assert shares[(0,)] > 0.95 and shares[(1,)] < 0.02 and shares[(0, 1)] < 0.02
+
+
+def test_importance_analyses_only_what_varies_and_skips_too_few_trials():
+    lrs, hiddens, noises, _ = random_space(30)
+    shares, _ = evidence.importance(trials_from(np.log10(lrs), lrs, [64] * 30, [0.0] * 30))
+    assert set(shares) == {"lr", "rest"}  # hidden and noise are fixed; momentum is absent (Adam)
+    shares, why = evidence.importance(trials_from(np.log10(lrs[:5]), lrs[:5], hiddens[:5], noises[:5]))
+    assert shares is None and why == "5 trials"
+
+
+def test_welch_finds_the_shifted_variant_and_not_the_one_drawn_alike():
+    rng = np.random.default_rng(0)
+    groups = {"v": rng.normal(0.9, 0.02, 40), "nig": rng.normal(0.88, 0.02, 40), "np": rng.normal(0.9, 0.02, 40)}
+    rows = {r["variant"]: r for r in evidence.compare_to(groups)}
+    assert set(rows) == {"nig", "np"} and rows["nig"]["threshold"] == pytest.approx(0.025)
+    assert rows["nig"]["significant"] and rows["nig"]["diff"] == pytest.approx(-0.02, abs=0.01)
+    assert not rows["np"]["significant"]
+    assert evidence.compare_to({"nig": [1, 2], "np": [1, 2]}) == []  # no reference, nothing to compare
+
+
+def test_best_share_takes_the_best_tenth_in_the_objectives_direction():
+    assert list(evidence.best_share(range(20), "max")) == [19, 18]
+    assert list(evidence.best_share(range(20), "min")) == [0, 1]
+    assert len(evidence.best_share(range(200), "max")) == 20
+
+
+def test_variant_names_carry_their_switches():
+    assert report.variant_name({"name": "np", "switches": {"coupled": True}}) == "np+coupled"
+    assert report.variant_name({"name": "v", "switches": {"peepholes": False}}) == "v+peepholes=false"
+    assert report.variant_name({"name": "gru"}) == "gru"
+
+
+def section(text: str, title: str, level: str = "##") -> str:
+    """The body of the markdown section whose heading starts with `title`, up to the next heading of its level."""
+    return text.split(f"\n{level} {title}", 1)[1].split(f"\n{level} ", 1)[0]
+
+
+def test_report_lists_every_run_that_does_not_count_with_its_reason(sweep):
+    md = (sweep / "report" / "report.md").read_text()
+    problems = section(md, "Runs that do not count")
+    assert "`multirun/broken/0` | failed | ValueError: lr must be positive, got -1" in problems
+    assert "`multirun/broken/1` | running | still running, or killed: 3 epoch(s) logged" in problems
+    assert "`multirun/broken/2` | diverged | no finite test accuracy in result.json (got None)" in problems
+    assert "`multirun/broken/3` | no result.json | did not finish: 2 epoch(s)" in problems
+    assert "`multirun/broken/4` | unreadable |" in problems
+    assert "122 count as trials, 5 do not" in md
+
+
+def test_report_marks_the_shifted_variant_significant_and_ranks_by_the_metric(sweep):
+    md = (sweep / "report" / "report.md").read_text()
+    mnist = section(md, "mnist: test accuracy (higher is better)")
+    welch = section(mnist, "Welch's t-test against v", "###")
+    assert "0.05 / 2 = 0.025" in welch
+    assert [line.split(" | ")[4] for line in welch.splitlines() if line.startswith(("| nig", "| np"))] == ["yes", "no"]
+    ranking = [line for line in section(mnist, "Best trial per variant", "###").splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[1] for row in ranking[2:]][-1] == "nig"  # the shifted variant's best is the worst best
+    assert "`multirun/cell=nig/" in ranking[-1]
+
+
+def test_report_finds_lr_most_important_in_each_variant(sweep):
+    mnist = section((sweep / "report" / "report.md").read_text(), "mnist")
+    fanova = section(mnist, "Hyperparameter importance", "###")
+    header, _, *rows = [line.strip("| ").split(" | ") for line in fanova.splitlines() if line.startswith("|")]
+    assert header == ["trials of", "n", "lr", "hidden", "momentum", "input_noise", "lr x hidden", "rest"]
+    assert [row[:2] for row in rows] == [["all variants", "120"], ["v", "40"], ["nig", "40"], ["np", "40"]]
+    for row in rows:
+        shares = {h: float(v.rstrip(" %")) for h, v in zip(header[2:], row[2:])}
+        assert shares["lr"] > 50 and max(shares, key=shares.get) == "lr", row
+
+
+def test_a_task_with_few_trials_and_no_reference_is_reported_with_notes(sweep):
+    adding = section((sweep / "report" / "report.md").read_text(), "adding")
+    assert "lower is better" in adding and "| np+coupled | 1 |" in adding
+    assert "all variants (2 trials); v (1 trial); np+coupled (1 trial)." in adding
+    assert "No comparison" not in adding and "(Bonferroni over 1 comparison)" in adding
+    assert "`population/member_0`" in adding
+
+
+def test_figures_are_valid_pngs_and_the_html_page_embeds_them(sweep):
+    out = sweep / "report"
+    names = {p.name for p in out.glob("*.png")}
+    assert names == {"mnist_box.png", "mnist_lr.png", "mnist_importance.png", "adding_box.png", "adding_lr.png"}
+    for name in names:
+        assert (out / name).read_bytes()[:8] == PNG
+        height, width, _ = matplotlib.image.imread(out / name).shape
+        assert height > 200 and width > 300
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 5 and "<table>" in page
+
+
+def test_command_line_writes_elsewhere_and_refuses_a_folder_without_records(sweep, tmp_path, capsys):
+    report.main([str(sweep / "population"), "--out", str(tmp_path / "r"), "--reference", "np"])
+    assert (tmp_path / "r" / "report.md").exists() and "wrote" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="No run records"):
+        report.main([str(tmp_path / "empty")])
+    with pytest.raises(SystemExit, match="is not a folder"):
+        report.main([str(tmp_path / "missing")])
+
+
+@pytest.mark.slow
+def test_records_written_by_train_are_read_as_trials(tmp_path):
+    """The synthetic records above mirror the real ones; this keeps them honest against training/loop.py."""
+    from training import train
+
+    train(compose_config("cell=np", "+cell.switches.coupled=true", "optimizer=sgd", "input_noise=0.1"), tmp_path / "a")
+    with pytest.raises(ValueError):
+        train(compose_config("cell=v", "batch_size=1000"), tmp_path / "b")  # larger than the training set: fails
+    trials, problems = report.load(tmp_path)
+    [trial] = trials
+    assert (trial.path, trial.task, trial.variant, trial.metric, trial.mode) == ("a", "adding", "np+coupled", "mse", "min")
+    assert trial.momentum == 0.9 and trial.input_noise == 0.1 and trial.hidden == 8 and trial.seed == 0
+    assert problems == [{"path": "b", "status": "failed", "error": problems[0]["error"]}]
+    assert "batch_size=1000 is larger than the training set" in problems[0]["error"]
+    report.write_report(tmp_path)
+    assert "`b` | failed | ValueError: batch_size=1000" in (tmp_path / "report" / "report.md").read_text()
