@@ -1,0 +1,121 @@
+"""conf/ is the single home of defaults: it mirrors the registries, every knob is explained, and a
+bad command line fails before anything trains, with a message that says what is accepted."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from conftest import CONF, compose_config
+from tasks import TASKS, make_task
+from training import check_config
+from variants import CELLS
+
+CONF_DIR = Path(CONF)
+
+
+def group_names(group: str) -> set[str]:
+    return {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+
+
+def test_cell_yamls_mirror_the_cell_registry():
+    assert group_names("cell") == set(CELLS)
+
+
+def test_task_yamls_mirror_the_task_registry():
+    assert group_names("task") == set(TASKS)
+
+
+@pytest.mark.parametrize("cell", sorted(group_names("cell")))
+def test_every_cell_yaml_composes_and_passes_the_checks(cell):
+    cfg = compose_config(f"cell={cell}")
+    assert cfg.cell.name == cell  # the file's name and the name it selects agree
+    check_config(cfg)
+
+
+@pytest.mark.parametrize("task", sorted(group_names("task")))
+def test_every_task_yaml_composes_and_builds_its_task(task):
+    cfg = compose_config(f"task={task}", tiny=False)  # TINY holds adding's own keys
+    assert cfg.task.name == task
+    check_config(cfg)
+    make_task(cfg.task)  # every key of the yaml is an argument the task accepts (no data is loaded)
+
+
+# `key: value` with something after the colon; headers (`speed:`) and list entries (`- cell: v`) are not
+# knobs, nor is a group file's `name:` (the file's header comment says what it selects)
+KNOB = re.compile(r"^\s*(?!name\s*:)[A-Za-z_][\w.]*\s*:\s*[^\s#]")
+
+
+def knobs_without_comment(path: Path, root: Path = CONF_DIR) -> list[str]:
+    missing, in_defaults = [], False
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if re.match(r"^defaults\s*:", line):
+            in_defaults = True
+            continue
+        if in_defaults and (line.startswith((" ", "-")) or not line.strip()):
+            continue  # the defaults list selects groups; its entries are documented where useful
+        in_defaults = False
+        if KNOB.match(line) and " # " not in line and not line.rstrip().endswith("#"):
+            missing.append(f"{path.relative_to(root)}:{n}: {line.strip()}")
+    return missing
+
+
+def test_every_knob_in_conf_has_a_trailing_comment():
+    files = sorted(CONF_DIR.rglob("*.yaml"))
+    assert len(files) > 10
+    missing = [m for f in files for m in knobs_without_comment(f)]
+    assert not missing, "knobs without a trailing comment:\n" + "\n".join(missing)
+
+
+def test_the_comment_check_catches_a_bare_knob(tmp_path):
+    (tmp_path / "x.yaml").write_text("defaults:\n  - a: b\n\nspeed:\n  unroll: 1\n  dtype: float32  # why\n")
+    assert knobs_without_comment(tmp_path / "x.yaml", root=tmp_path) == ["x.yaml:5: unroll: 1"]
+
+
+def test_the_default_job_is_the_tutorials_row_mnist_experiment():
+    cfg = compose_config(tiny=False)
+    assert cfg.cell.name == "v"
+    assert (cfg.task.name, cfg.task.layout, cfg.task.permute) == ("mnist", "rows", False)
+    assert cfg.optimizer.name == "adam"
+    assert (cfg.hidden, cfg.lr, cfg.batch_size, cfg.epochs) == (128, 1e-3, 128, 20)
+    assert (cfg.layers, cfg.bidirectional, cfg.dropout) == (1, False, 0.0)
+    check_config(cfg)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("foo=1", "Key 'foo' not in 'Schema'"),
+    ("wandb.sometimes=1", "Key 'sometimes' not in 'WandbSchema'"),
+    ("lr=fast", "Value 'fast' of type 'str' could not be converted to Float"),
+    ("hidden=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
+    ("speed.unroll=two", "could not be converted to Integer"),
+])
+def test_unknown_keys_and_wrong_types_fail_at_composition(override, message):
+    with pytest.raises(ConfigCompositionException) as e:
+        compose_config(override)
+    key = override.split("=")[0]
+    full = f"{e.value}\n{e.value.__cause__}"  # Hydra: "Could not override 'foo'" + OmegaConf's reason
+    assert key in full and message in full, full
+
+
+@pytest.mark.parametrize("override, accepted", [
+    ("wandb.mode=sometimes", "choose one of online, offline, disabled"),
+    ("hidden=0", "hidden must be a positive integer, got 0"),
+    ("batch_size=-1", "batch_size must be a positive integer"),
+    ("cell.name=lstm", "choose one of " + ", ".join(CELLS)),
+    ("speed.hoist_projection=maybe", "choose true, false or auto"),
+    ("lr=0", "lr must be positive"),
+    ("dropout=1.0", "dropout must be in [0, 1)"),
+    ("platform=quantum", "choose null (JAX's default), cpu, gpu or tpu"),
+])
+def test_check_config_refuses_bad_values_naming_what_is_accepted(override, accepted):
+    cfg = compose_config(override)  # the types allow these values; check_config knows better
+    with pytest.raises(ValueError, match=re.escape(accepted)) as e:
+        check_config(cfg)
+    assert override.split("=")[1] in str(e.value)  # the bad value is quoted back
+
+
+def test_check_config_accepts_the_tiny_test_config():
+    check_config(compose_config())
