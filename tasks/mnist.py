@@ -10,6 +10,7 @@ training images.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import zlib
 
@@ -66,6 +67,9 @@ def load_tfds(data_dir: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The real download path: TFDS `mnist`, read without TensorFlow through `tfds.data_source`."""
     import tensorflow_datasets as tfds
 
+    logging.getLogger("odyssey").warning(
+        "No MNIST IDX files in data_dir=%r; trying TFDS 'mnist' (downloads if not prepared; offline, TFDS gives up "
+        "only after its retries, a few minutes). Pass data_dir=<folder with the IDX files> to skip this.", data_dir)
     try:
         sources = tfds.data_source("mnist", data_dir=data_dir)
     except Exception as e:  # offline with nothing prepared: say where we looked and what to do
