@@ -9,8 +9,9 @@ standardized per coefficient with the mean and std of the training frames.
 Sources: a folder of wavs in `<data_dir>/fsdd/recordings`, `<data_dir>/recordings`, `<data_dir>/fsdd` or
 `<data_dir>` (with `manifest.tsv` beside `recordings/` when present: columns file, digit, speaker,
 index), else TFDS `spoken_digit` (v1.0.9, 2,500 recordings, one `train` split; the index rule is
-applied to its file names). Reading and featurizing all 3,000 files takes about 4 s on one CPU core
-(plus ~2 s of librosa's first-call set-up), so features are computed on each load, not cached.
+applied to its file names). Reading and featurizing all 3,000 files takes about 4-6 s on a 2-core
+CPU (plus librosa's one-time numba compilation on first use), small beside training, so features
+are computed on each load rather than cached.
 """
 
 from __future__ import annotations
