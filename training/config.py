@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -55,6 +55,11 @@ class Schema:
 
 
 ConfigStore.instance().store(name="odyssey_schema", node=Schema)
+
+# Greff et al. sample momentum as 1 - log-uniform([0.01, 1]); OmegaConf has no arithmetic, so the random-search
+# preset (sweeps/random_search.yaml) samples `optimizer.one_minus_momentum` and sets
+# `optimizer.momentum: ${one_minus:${.one_minus_momentum}}` (each record keeps both values).
+OmegaConf.register_new_resolver("one_minus", lambda x: 1.0 - float(x), replace=True)
 
 
 def check_config(cfg) -> None:
