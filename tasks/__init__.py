@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from tasks.adding import AddingTask
-from tasks.base import DataError, Task, batches, num_batches
+from tasks.base import DataError, Task, batches, eval_batch_size, num_batches
 from tasks.fsdd import FSDDTask
 from tasks.fsdd_strings import FSDDStringsTask
 from tasks.mnist import MNISTTask
@@ -38,4 +38,4 @@ def make_task(task_cfg: dict) -> Task:
         raise ValueError(f"task={name}: bad option in its config ({e}).") from e
 
 
-__all__ = ["TASKS", "DataError", "Task", "batches", "make_task", "num_batches"]
+__all__ = ["TASKS", "DataError", "Task", "batches", "eval_batch_size", "make_task", "num_batches"]

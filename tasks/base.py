@@ -89,6 +89,13 @@ def batches(split: Split, batch_size: int, *, rng: np.random.Generator | None = 
         yield batch
 
 
+def eval_batch_size(split: Split, batch_size: int, multiple: int = 1) -> int:
+    """The evaluation batch: at most `batch_size`, but no larger than the split (rounded up to a
+    multiple of the device count), so a small validation set is not padded to a large batch."""
+    n = len(split["lengths"])
+    return min(batch_size, -(-n // multiple) * multiple)
+
+
 def num_batches(split: Split, batch_size: int, drop_last: bool) -> int:
     n = len(split["lengths"])
     return n // batch_size if drop_last else math.ceil(n / batch_size)

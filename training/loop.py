@@ -14,7 +14,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from tasks import batches, make_task, num_batches
+from tasks import batches, eval_batch_size, make_task, num_batches
 from training.checkpoint import Checkpoints
 from training.config import check_config
 from training.devices import Placement
@@ -147,7 +147,8 @@ def final_fields(record: RunRecord, meta: dict, status: str, started: float) -> 
 
 def evaluate(eval_step, task, params, split, batch_size: int, placement=None) -> dict:
     sums = {}
-    for batch in batches(split, batch_size, time_keys=task.time_keys, time_bucket=task.time_bucket):
+    size = eval_batch_size(split, batch_size, placement.count if placement else 1)
+    for batch in batches(split, size, time_keys=task.time_keys, time_bucket=task.time_bucket):
         m, outputs = eval_step(params, placement.shard(batch) if placement else batch)
         sums = add_sums(sums, m)
         if outputs is not None:

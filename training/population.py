@@ -24,7 +24,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from tasks import batches, make_task, num_batches
+from tasks import batches, eval_batch_size, make_task, num_batches
 from training.checkpoint import Checkpoints
 from training.config import check_config
 from training.devices import Placement
@@ -258,7 +258,8 @@ def _fit(trials: list[Trial]) -> None:
 
 def _evaluate(eval_step, task, params, split_list, batch_size, shared, K) -> list[dict]:
     sums = {}
-    streams = [batches(s, batch_size, time_keys=task.time_keys, time_bucket=task.time_bucket)
+    size = eval_batch_size(split_list[0], batch_size)
+    streams = [batches(s, size, time_keys=task.time_keys, time_bucket=task.time_bucket)
                for s in (split_list[:1] if shared else split_list)]
     for batch_list in zip(*streams):
         batch = batch_list[0] if shared else stack_batches(batch_list, task.time_keys)
