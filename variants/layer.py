@@ -96,7 +96,10 @@ class RecurrentStack(nn.Module):
             outs, lasts = [], []
             for reverse in directions:
                 name = f"layer{layer}_{'backward' if reverse else 'forward'}"
-                rnn = RNN(self.make_cell(), reverse, self.unroll, self.hoist_projection, name=name)
+                # A module built inside a compact method belongs to that method's module; unbind the cell
+                # (parent=None) so that its RNN adopts it and the parameters read layer0_forward/cell/...
+                cell = self.make_cell().clone(parent=None, name=None)
+                rnn = RNN(cell, reverse, self.unroll, self.hoist_projection, name=name)
                 _, ys = rnn(x, lengths)
                 outs.append(ys)
                 lasts.append(last_outputs(ys, lengths, reverse))
