@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from variants.gated import VARIANTS, GatedCell, GateSpec, LSTMCarry
 from variants.gru import GRUCell
 from variants.layer import RNN, RecurrentStack, last_outputs, reverse_sequences
@@ -22,6 +24,10 @@ def make_cell(name: str, hidden: int, switches: dict | None = None, forget_bias:
     `make_cell("np", 64, switches={"coupled": True})` is NP + CIFG.
     """
     if name in VARIANTS:
+        known = [f.name for f in dataclasses.fields(GateSpec)]
+        unknown = sorted(set(switches or {}) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown switch(es) {unknown} for cell {name!r}; the switches are {', '.join(known)}.")
         spec = VARIANTS[name].replace(**dict(switches or {}))
         return GatedCell(hidden, spec, forget_bias=forget_bias, dtype=dtype)
     if switches:
