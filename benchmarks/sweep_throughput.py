@@ -1,0 +1,93 @@
+"""Trials per hour of a small sweep trial: one after another, or one single-threaded process per core.
+
+    python -m benchmarks.sweep_throughput                      # 4 trials of the trial below, each way
+    python -m benchmarks.sweep_throughput --trials 6 -- hidden=32 task=adding
+
+Each trial is a real `python train.py ...` process (compile, data loading, training, evaluation,
+records): by default `task=mnist epochs=1 max_steps_per_epoch=50 hidden=64 wandb.mode=disabled`, plus
+any overrides after `--`. Ways compared, with the same number of trials:
+  - sequential:     one process at a time, JAX's default threading (all cores to one trial);
+  - parallel:       one process per core at a time, each single-threaded (XLA_FLAGS below);
+  - parallel+pin:   the same, each process pinned to its own core with `taskset` (Linux only).
+Prints a markdown table: wall seconds, trials per hour, and the speed-up over sequential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+TRIAL = ["task=mnist", "epochs=1", "max_steps_per_epoch=50", "hidden=64", "wandb.mode=disabled"]
+
+
+def trial_command(run_dir: str, index: int, overrides: list[str]) -> list[str]:
+    # a distinct seed per trial, so no trial finds another's record and returns early
+    return [sys.executable, "train.py", *TRIAL, *overrides, f"seed={index}", f"hydra.run.dir={run_dir}/t{index}"]
+
+
+def run_trials(n: int, parallel: int, pin: bool, single_thread: bool, overrides: list[str]) -> float:
+    """Wall seconds for n trials, `parallel` at a time; raises if a trial fails."""
+    env = dict(os.environ)
+    if single_thread:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + SINGLE_THREAD).strip()
+    run_dir = tempfile.mkdtemp(prefix="odyssey-sweep-bench-")
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count()))
+    t0 = time.perf_counter()
+    try:
+        pending, running = list(range(n)), []
+        while pending or running:
+            while pending and len(running) < parallel:
+                i = pending.pop(0)
+                slot = len(running)
+                cmd = trial_command(run_dir, i, overrides)
+                if pin:
+                    cmd = ["taskset", "-c", str(cores[slot % len(cores)])] + cmd
+                running.append((i, slot, subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+            time.sleep(0.2)
+            for item in list(running):
+                i, _, proc = item
+                if proc.poll() is not None:
+                    running.remove(item)
+                    if proc.returncode:
+                        raise RuntimeError(f"trial {i} failed ({' '.join(trial_command(run_dir, i, overrides))}):\n"
+                                           + proc.stderr.read().decode()[-2000:])
+            # slots are reassigned in order, so a pinned slot keeps its core while trials finish unevenly
+            running = [(i, slot, p) for slot, (i, _, p) in enumerate(running)]
+        return time.perf_counter() - t0
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--trials", type=int, default=4, help="trials per way (a multiple of the core count is fairest)")
+    p.add_argument("--parallel", type=int, default=os.cpu_count(), help="processes at a time in the parallel ways")
+    p.add_argument("--ways", nargs="+", default=["sequential", "parallel", "parallel+pin"],
+                   choices=["sequential", "parallel", "parallel+pin"])
+    p.add_argument("overrides", nargs="*", help="extra train.py overrides (after --)")
+    args = p.parse_args(argv)
+    settings = {"sequential": (1, False, False), "parallel": (args.parallel, False, True),
+                "parallel+pin": (args.parallel, True, True)}
+    print(f"{time.strftime('%Y-%m-%d')} · {os.cpu_count()} CPUs · load {os.getloadavg()[0]:.1f} · trial: "
+          f"python train.py {' '.join(TRIAL + args.overrides)} · {args.trials} trials per way\n")
+    print("| way | processes | XLA_FLAGS | wall s | trials/hour | vs sequential |")
+    print("|---|---:|---|---:|---:|---:|")
+    base = None
+    for way in args.ways:
+        parallel, pin, single = settings[way]
+        seconds = run_trials(args.trials, parallel, pin, single, args.overrides)
+        per_hour = 3600 * args.trials / seconds
+        base = base or (per_hour if way == "sequential" else None)
+        flags = f"`{SINGLE_THREAD}`" if single else "(default)"
+        print(f"| {way} | {parallel} | {flags} | {seconds:.0f} | {per_hour:.0f} | "
+              f"{f'{per_hour / base:.2f}×' if base else '–'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Training throughput of Odyssey's cells against PyTorch's and Flax's own recurrent layers.
+
+    python -m benchmarks.throughput                    # all cells, row MNIST H=128, pixel MNIST, row MNIST H=512
+    python -m benchmarks.throughput --quick            # np, gru, srn on row MNIST only, few steps
+    python -m benchmarks.throughput --cells np gru --shapes row --steps 30 --rounds 5
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python -m benchmarks.throughput --quick   # try a flag
+
+What is timed is one training step (forward + backward + Adam update) after compilation; the
+compile time is reported separately. Odyssey runs its real step (training.steps.make_train_step on
+training.model.SequenceModel, Adam from training.optim, loss and metrics from tasks.mnist.MNISTTask),
+with the `speed` settings the config would pick (`--unroll`, `--hoist`, `--dtype` override them).
+Inputs are random arrays of the task's shape: throughput does not depend on the pixel values.
+
+Peers, trained the same way (a recurrent layer, a dense head on the last output, softmax
+cross-entropy, Adam), in the same run so that ratios survive a noisy shared machine:
+  - PyTorch nn.RNN(tanh) / nn.LSTM / nn.GRU (oneDNN on CPU with denormals flushed, cuDNN on GPU;
+    skipped with a note when torch is not installed: `pip install -e .[bench]`);
+  - Flax nn.RNN over nn.SimpleCell / nn.OptimizedLSTMCell / nn.GRUCell.
+Each peer is the closest cell: srn ↔ Elman tanh RNN, gru ↔ GRU (PyTorch and Flax use the
+reset-after form, Odyssey Keras' reset-before one: same matmul count per step), every LSTM variant ↔
+LSTM (PyTorch's and Flax's LSTM is Greff's NP; V, CIFG and FGR do more or less work than it).
+
+Timing interleaves the frameworks: each round times every entry of a shape for `--steps` steps,
+and the table reports the median over `--rounds` rounds.
+
+GFLOP/s counts only the recurrent network's matmuls, which dominate: forward per sequence and step
+2·(D + H)·G·H for G fused blocks (G = 1 SRN, 3 GRU, 4 LSTM, 3 CIFG; FGR adds 2·(n·H)² for its n
+gates' gate-to-gate recurrence), and training ≈ 3× forward (the backward pass does two matmuls of the
+forward one's size per matmul: gradients of inputs and of weights). "% peak" divides that by the
+GFLOP/s of a jitted 2048×2048 float32 matmul measured at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tasks.mnist import MNISTTask
+from training.model import SequenceModel, resolve_hoist
+from training.optim import make_optimizer
+from training.steps import make_train_step
+
+SHAPES = {  # name: (T, D, H, B, default timed steps per round)
+    "row": (28, 28, 128, 128, 30),
+    "pixel": (784, 1, 128, 128, 3),
+    "row512": (28, 28, 512, 128, 10),
+}
+CELLS = ("srn", "np", "v", "gru", "cifg", "fgr")
+PEER = {"srn": "rnn", "gru": "gru"}  # every other (LSTM) cell's peer is the LSTM
+BLOCKS = {"srn": 1, "gru": 3, "np": 4, "v": 4, "cifg": 3, "fgr": 4, "rnn": 1, "lstm": 4}
+FGR_GATES = 3
+
+
+class Adam:  # the optimizer config train.py passes (conf/optimizer/adam.yaml)
+    name, b1, b2, eps = "adam", 0.9, 0.999, 1e-8
+
+
+@dataclass
+class Entry:
+    label: str
+    run: Callable[[int], None]  # run(n): n training steps, blocking until done
+    compile_s: float
+    flops_per_seq: float
+    times: list
+
+
+def train_flops_per_seq(cell: str, T: int, D: int, H: int) -> float:
+    """Matmul FLOPs of forward + backward for one sequence (see the module docstring)."""
+    G = BLOCKS[cell]
+    forward = 2 * (D + H) * G * H
+    if cell == "fgr":
+        forward += 2 * (FGR_GATES * H) ** 2
+    return 3.0 * forward * T
+
+
+def random_batch(T: int, D: int, B: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"x": rng.random((B, T, D), np.float32), "y": rng.integers(0, 10, B).astype(np.int32),
+            "lengths": np.full(B, T, np.int32), "mask": np.ones(B, np.float32)}
+
+
+def timed_loop(step, state, args) -> tuple[Callable[[int], None], float]:
+    """Compile `step` for these arguments; returns (run(n), compile seconds)."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(step, donate_argnums=0).lower(state, *args).compile()
+    compile_s = time.perf_counter() - t0
+    holder = [state]
+
+    def run(n):
+        s = holder[0]
+        for _ in range(n):
+            s, metrics = compiled(s, *args)
+        jax.block_until_ready(s)
+        holder[0] = s
+
+    run(1)  # warm-up
+    return run, compile_s
+
+
+def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype) -> Entry:
+    task = MNISTTask()
+    model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
+                          unroll=unroll, hoist_projection=resolve_hoist(hoist),
+                          dtype=None if dtype == "float32" else jnp.dtype(dtype))
+    tx = make_optimizer(Adam, 1e-3)
+    params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
+    state = {"params": params, "opt_state": tx.init(params)}
+    batch = jax.device_put(random_batch(T, D, B))
+    run, compile_s = timed_loop(make_train_step(model, task, tx), state, (batch, jax.random.key(1), jnp.float32(0.0)))
+    return Entry(f"odyssey {cell}", run, compile_s, train_flops_per_seq(cell, T, D, H), [])
+
+
+class FlaxPeer(nn.Module):
+    kind: str
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x):
+        cell = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}[self.kind](self.hidden)
+        ys = nn.RNN(cell)(x)
+        return nn.Dense(10)(ys[:, -1])
+
+
+def flax_entry(kind, T, D, H, B) -> Entry:
+    model = FlaxPeer(kind, H)
+    tx = optax.adam(1e-3)
+    params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
+    state = {"params": params, "opt_state": tx.init(params)}
+
+    def step(state, x, y):
+        def loss(p):
+            return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
+        grads = jax.grad(loss)(state["params"])
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, None
+
+    b = random_batch(T, D, B)
+    run, compile_s = timed_loop(step, state, (jnp.asarray(b["x"]), jnp.asarray(b["y"])))
+    return Entry(f"flax {kind}", run, compile_s, train_flops_per_seq(kind, T, D, H), [])
+
+
+def torch_entry(kind, T, D, H, B, device):
+    import torch
+
+    torch.manual_seed(0)
+    layer = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](D, H, batch_first=True).to(device)
+    head = torch.nn.Linear(H, 10).to(device)
+    params = list(layer.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    b = random_batch(T, D, B)
+    x, y = torch.from_numpy(b["x"]).to(device), torch.from_numpy(b["y"]).long().to(device)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def run(n):
+        for _ in range(n):
+            opt.zero_grad(set_to_none=True)
+            ys, _ = layer(x)
+            loss_fn(head(ys[:, -1]), y).backward()
+            opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    run(1)  # first step: oneDNN/cuDNN set-up, PyTorch's analogue of compilation
+    return Entry(f"torch {kind}", run, time.perf_counter() - t0, train_flops_per_seq(kind, T, D, H), [])
+
+
+def torch_device() -> tuple[str | None, str]:
+    """PyTorch's device for the peers and a note: CPU unless JAX runs on a GPU; None when not usable."""
+    try:
+        import torch
+    except ImportError:
+        return None, "PyTorch not installed (pip install -e .[bench]); its peers are skipped"
+    if jax.default_backend() == "gpu":
+        if not torch.cuda.is_available():
+            return None, f"torch {torch.__version__} has no CUDA here; its peers are skipped on this GPU run"
+        return "cuda", f"torch {torch.__version__} cuDNN {torch.backends.cudnn.version()}"
+    torch.set_flush_denormal(True)  # without it, T=784 runs ~9x slower on CPU (denormal hidden states)
+    return "cpu", f"torch {torch.__version__} CPU ({torch.get_num_threads()} threads), denormals flushed"
+
+
+def matmul_peak_gflops(n: int = 2048, reps: int = 10) -> float:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a).lower(a).compile()
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            out = f(a)
+        out.block_until_ready()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return 2 * n ** 3 / best / 1e9
+
+
+def bench_shape(shape, cells, args, tdev, peak) -> list[str]:
+    T, D, H, B, default_steps = SHAPES[shape]
+    steps = args.steps or default_steps
+    entries: dict[str, Entry] = {}
+    for cell in cells:
+        entries[f"odyssey {cell}"] = odyssey_entry(cell, T, D, H, B, args.unroll, args.hoist, args.dtype)
+    peers = sorted({PEER.get(c, "lstm") for c in cells})
+    for kind in peers:
+        if not args.no_flax:
+            entries[f"flax {kind}"] = flax_entry(kind, T, D, H, B)
+        if tdev and not args.no_torch:
+            entries[f"torch {kind}"] = torch_entry(kind, T, D, H, B, tdev)
+    for _ in range(args.rounds):  # interleaved, so load changes hit every entry alike
+        for e in entries.values():
+            t0 = time.perf_counter()
+            e.run(steps)
+            e.times.append(time.perf_counter() - t0)
+    rate = {k: B * steps / statistics.median(e.times) for k, e in entries.items()}
+
+    def ratio(k, peer):
+        return f"{rate[k] / rate[peer]:.2f}×" if peer in rate else "–"
+
+    rows = []
+    for k, e in entries.items():
+        peer = PEER.get(k.split()[1], "lstm") if k.startswith("odyssey") else k.split()[1]
+        gflops = e.flops_per_seq * rate[k] / 1e9
+        rows.append(f"| {shape} T={T} D={D} H={H} | {k} | {rate[k]:,.0f} | {ratio(k, f'torch {peer}')} | "
+                    f"{ratio(k, f'flax {peer}')} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {e.compile_s:.1f} |")
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cells", nargs="+", default=list(CELLS), help=f"Odyssey cells (default: {' '.join(CELLS)})")
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--steps", type=int, default=None, help="timed steps per entry and round (default: per shape)")
+    p.add_argument("--rounds", type=int, default=3, help="timing rounds; the table shows the median")
+    p.add_argument("--unroll", type=int, default=1, help="speed.unroll (conf/config.yaml's default: 1)")
+    p.add_argument("--hoist", default="auto", help="speed.hoist_projection: true, false or auto")
+    p.add_argument("--dtype", default="float32", help="speed.dtype, e.g. bfloat16")
+    p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-flax", action="store_true")
+    p.add_argument("--quick", action="store_true", help="np gru srn on row MNIST, 10 steps, 3 rounds")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.cells, args.shapes, args.steps = ["np", "gru", "srn"], ["row"], args.steps or 10
+    args.hoist = args.hoist if args.hoist == "auto" else args.hoist.lower() in ("1", "true", "yes")
+
+    if args.torch_threads and not args.no_torch:
+        import torch
+        torch.set_num_threads(args.torch_threads)
+    tdev, tnote = torch_device()
+    peak = matmul_peak_gflops()
+    dev = jax.devices()[0]
+    print(f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · JAX {jax.__version__} on "
+          f"{dev.platform} ({dev.device_kind}) · {tnote} · XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(f"speed: unroll={args.unroll} hoist={args.hoist} dtype={args.dtype} · matmul peak {peak:.0f} GFLOP/s · "
+          f"median of {args.rounds} rounds · load {os.getloadavg()[0]:.1f}\n")
+    print("| shape | model | seq/s | vs PyTorch | vs Flax | GFLOP/s | % peak | compile s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for shape in args.shapes:
+        for row in bench_shape(shape, args.cells, args, tdev, peak):
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
