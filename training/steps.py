@@ -17,7 +17,8 @@ def make_train_step(model, task, tx):
 
     def loss_fn(params, batch, rng, noise_std):
         noise_rng, dropout_rng = jax.random.split(rng)
-        x = batch["x"] + noise_std * jax.random.normal(noise_rng, batch["x"].shape)  # Greff's input noise
+        x = jax.lax.cond(  # Greff's input noise; drawing it costs ~20% of a small CPU step, so only when used
+            noise_std > 0, lambda: batch["x"] + noise_std * jax.random.normal(noise_rng, batch["x"].shape), lambda: batch["x"])
         outputs = model.apply(params, x, batch["lengths"], train=True, rngs={"dropout": dropout_rng})
         sums = task.metrics(outputs, batch)
         total, count = sums["loss"]
