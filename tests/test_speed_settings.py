@@ -1,0 +1,78 @@
+"""Speed settings change how fast a model trains, never what it computes.
+
+`speed.unroll`, `speed.hoist_projection` and the full-length shortcut of the scanned layer (no masking
+when no sequence of the batch is padded) must give the same outputs and gradients; `speed.dtype`
+bfloat16 computes the matmuls at lower precision and must stay close to float32.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.conftest import compose_config
+from training.model import SequenceModel, model_from_config, resolve_hoist
+
+T, D, H, B = 5, 3, 8, 4
+CELLS = ["np", "gru", "srn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("v", "cifg", "fgr"))]
+
+
+def outputs_and_grads(cell, x, lengths, readout="all", **speed):
+    model = SequenceModel(cell=cell, hidden=H, output_size=2, readout=readout, **speed)
+    params = model.init(jax.random.key(0), x, lengths)
+
+    @jax.jit
+    def run(params, x, lengths):
+        out = model.apply(params, x, lengths)
+        return out, jax.grad(lambda p: jnp.sum(jnp.sin(model.apply(p, x, lengths))))(params)
+
+    return run(params, x, lengths)
+
+
+def assert_same(a, b, atol):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(u, np.float32), np.asarray(v, np.float32), atol=atol, rtol=atol)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
+    return x, jnp.full((B,), T, jnp.int32), jnp.array([T, 2, 4, 1], jnp.int32)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("padded", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["full", "padded"])
+def test_unroll_and_hoisting_give_the_same_outputs_and_gradients(cell, padded, data):
+    x, full, short = data
+    lengths = short if padded else full
+    reference = outputs_and_grads(cell, x, lengths, unroll=1, hoist_projection=False)
+    for unroll, hoist in [(2, False), (T, False), (1, True), (T, True)]:
+        assert_same(outputs_and_grads(cell, x, lengths, unroll=unroll, hoist_projection=hoist), reference, 1e-5)
+
+
+@pytest.mark.parametrize("cell", ["np", "gru"])
+def test_a_batch_without_padding_gives_the_same_numbers_with_or_without_lengths(cell, data):
+    x, full, _ = data
+    assert_same(outputs_and_grads(cell, x, full), outputs_and_grads(cell, x, None), 1e-6)
+
+
+@pytest.mark.parametrize("cell", ["v", "gru", "srn"])
+def test_bfloat16_matmuls_stay_close_to_float32(cell, data):
+    x, full, _ = data
+    out32, grads32 = outputs_and_grads(cell, x, full)
+    out16, grads16 = outputs_and_grads(cell, x, full, dtype=jnp.bfloat16)
+    assert out16.dtype == jnp.float32  # parameters and outputs stay float32; only the matmuls are bfloat16
+    assert not np.allclose(out16, out32, atol=1e-7, rtol=0)  # it really computes in bfloat16
+    assert_same((out16, grads16), (out32, grads32), 5e-2)
+
+
+def test_the_config_speed_settings_reach_the_model():
+    cfg = compose_config("speed.unroll=4", "speed.hoist_projection=true", "speed.dtype=bfloat16")
+
+    class Task:
+        output_size, readout = 10, "last"
+
+    model = model_from_config(cfg, Task)
+    assert (model.unroll, model.hoist_projection, model.dtype) == (4, True, jnp.bfloat16)
+    assert resolve_hoist("auto") == (jax.default_backend() != "cpu")
