@@ -1,6 +1,6 @@
 """Trials per hour of a small sweep trial: one after another, or one single-threaded process per core.
 
-    python -m benchmarks.sweep_throughput                      # 4 trials of the trial below, each way
+    ODYSSEY_DATA_DIR=../shared/data python -m benchmarks.sweep_throughput   # 4 trials of the trial below, each way
     python -m benchmarks.sweep_throughput --trials 6 -- hidden=32 task=adding
 
 Each trial is a real `python train.py ...` process (compile, data loading, training, evaluation,
@@ -9,7 +9,8 @@ any overrides after `--`. Ways compared, with the same number of trials:
   - sequential:     one process at a time, JAX's default threading (all cores to one trial);
   - parallel:       one process per core at a time, each single-threaded (XLA_FLAGS below);
   - parallel+pin:   the same, each process pinned to its own core with `taskset` (Linux only).
-Prints a markdown table: wall seconds, trials per hour, and the speed-up over sequential.
+Prints a markdown table: wall seconds, trials per hour, and the speed-up over sequential. Parallel
+processes can only gain where cores are idle: measure on an otherwise quiet machine (the load is printed).
 """
 
 from __future__ import annotations
