@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jax
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -17,6 +18,13 @@ SHARED_DATA = Path(os.environ.get("ODYSSEY_DATA_DIR") or ROOT.parent / "shared" 
 
 TINY = ["task=adding", "task.length=6", "task.train_size=64", "task.valid_size=32", "task.test_size=32",
         "hidden=8", "epochs=1", "batch_size=16", "eval_batch_size=32", "wandb.mode=disabled"]
+
+
+@pytest.fixture(autouse=True)
+def full_float32_matmuls():
+    """GPUs multiply float32 matrices in TF32 by default; the tests compare float32 numbers to ~1e-5."""
+    with jax.default_matmul_precision("float32"):
+        yield
 
 
 def compose_config(*overrides: str, tiny: bool = True):

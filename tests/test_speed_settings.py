@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.conftest import compose_config
+from conftest import compose_config
 from training.model import SequenceModel, model_from_config, resolve_hoist
 
 T, D, H, B = 5, 3, 8, 4
