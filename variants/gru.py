@@ -11,23 +11,15 @@ r_t multiplies h_{t-1} before R_h, the step needs two matmuls: the fused [R_z R_
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from variants.protocol import Recurrence, matmul
+from variants.protocol import Recurrence, StateCell, matmul
 
 
-class GRUCell(nn.Module):
-    hidden: int
-    kernel_init: Callable = nn.initializers.glorot_uniform()  # Keras' default
-    recurrent_init: Callable = nn.initializers.orthogonal()  # keeps early gradients at scale
-    dtype: Any = None
-
-    def initialize_carry(self, batch_shape: tuple[int, ...]) -> jax.Array:
-        return jnp.zeros(batch_shape + (self.hidden,), jnp.float32)
+class GRUCell(StateCell):
+    """GRU in Keras' reset-before form (equations above)."""
 
     @nn.compact
     def recurrence(self, x: jax.Array) -> Recurrence:
@@ -54,7 +46,3 @@ class GRUCell(nn.Module):
             return h, h
 
         return Recurrence(project, step)
-
-    def __call__(self, carry, x):
-        rec = self.recurrence(x)
-        return rec.step(carry, rec.project(x))

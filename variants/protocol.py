@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -24,6 +25,26 @@ import jax.numpy as jnp
 class Recurrence(NamedTuple):
     project: Callable[[jax.Array], jax.Array]
     step: Callable[[Any, jax.Array], tuple[Any, jax.Array]]
+
+
+class StateCell(nn.Module):
+    """Base of the cells whose carry is one state vector h (GRU, SRN): the shared fields and protocol.
+
+    Subclasses implement the compact `recurrence(x)`.
+    """
+
+    hidden: int
+    kernel_init: Callable = nn.initializers.glorot_uniform()  # W: Keras' default, the tutorial's reference
+    recurrent_init: Callable = nn.initializers.orthogonal()  # R: keeps early gradients from exploding or vanishing
+    dtype: Any = None  # matmul dtype (e.g. bfloat16 on GPU/TPU); params and state stay float32
+
+    def initialize_carry(self, batch_shape: tuple[int, ...]) -> jax.Array:
+        return jnp.zeros(batch_shape + (self.hidden,), jnp.float32)
+
+    def __call__(self, carry, x):
+        """The plain cell protocol: one time step, (h_{t-1}, x_t) -> (h_t, h_t)."""
+        rec = self.recurrence(x)
+        return rec.step(carry, rec.project(x))
 
 
 def matmul(a: jax.Array, w: jax.Array, dtype=None) -> jax.Array:

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from variants.protocol import Recurrence, matmul
+from variants.protocol import Recurrence, StateCell, matmul
 
 
-class SimpleCell(nn.Module):
+class SimpleCell(StateCell):
     """Elman RNN with tanh; 28 inputs and 128 units give 20,096 parameters, as Keras' SimpleRNN."""
-
-    hidden: int
-    kernel_init: Callable = nn.initializers.glorot_uniform()  # Keras' default
-    recurrent_init: Callable = nn.initializers.orthogonal()  # keeps early gradients at scale
-    dtype: Any = None
-
-    def initialize_carry(self, batch_shape: tuple[int, ...]) -> jax.Array:
-        return jnp.zeros(batch_shape + (self.hidden,), jnp.float32)
 
     @nn.compact
     def recurrence(self, x: jax.Array) -> Recurrence:
@@ -37,7 +27,3 @@ class SimpleCell(nn.Module):
             return y, y
 
         return Recurrence(project, step)
-
-    def __call__(self, carry, x):
-        rec = self.recurrence(x)
-        return rec.step(carry, rec.project(x))
