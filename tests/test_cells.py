@@ -470,3 +470,15 @@ def test_forget_bias_initialises_b_f_and_peepholes_start_at_zero():
     params = cell.init(jax.random.key(0), cell.initialize_carry((1,)), jnp.zeros((1, D)))["params"]
     assert (params["b_f"] == 2.5).all() and (params["b_i"] == 0).all()
     assert all((params[f"p_{a}"] == 0).all() for a in "ifo")
+
+
+def test_initialisers_are_configurable_by_name_and_default_to_orthogonal_recurrent_weights():
+    x = jnp.ones((1, 3))
+    default = make_cell("srn", 8).init(jax.random.key(0), make_cell("srn", 8).initialize_carry((1,)), x)["params"]
+    R = np.asarray(default["R"])
+    np.testing.assert_allclose(R.T @ R, np.eye(8), atol=1e-5)  # orthogonal
+    glorot = make_cell("srn", 8, recurrent_init="glorot_uniform")
+    R2 = np.asarray(glorot.init(jax.random.key(0), glorot.initialize_carry((1,)), x)["params"]["R"])
+    assert not np.allclose(R2.T @ R2, np.eye(8), atol=1e-2)
+    with pytest.raises(ValueError, match="Unknown initialiser 'zeros'; choose one of glorot_uniform"):
+        make_cell("v", 8, kernel_init="zeros")

@@ -119,3 +119,8 @@ def test_check_config_refuses_bad_values_naming_what_is_accepted(override, accep
 
 def test_check_config_accepts_the_tiny_test_config():
     check_config(compose_config())
+
+
+def test_an_unknown_initialiser_in_the_cell_config_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="cell.recurrent_init='identity' is not an initialiser; choose one of"):
+        check_config(compose_config("cell.recurrent_init=identity"))

@@ -65,11 +65,14 @@ OmegaConf.register_new_resolver("one_minus", lambda x: 1.0 - float(x), replace=T
 def check_config(cfg) -> None:
     """Refuse values the types allow but training cannot use, naming what is accepted."""
     from training.tracking import MODES
-    from variants import CELLS
+    from variants import CELLS, INITIALIZERS
 
     problems = []
     if cfg.cell.name not in CELLS:
         problems.append(f"cell={cfg.cell.name!r} is not a cell; choose one of {', '.join(CELLS)}")
+    for key in ("kernel_init", "recurrent_init"):
+        if cfg.cell[key] not in INITIALIZERS:
+            problems.append(f"cell.{key}={cfg.cell[key]!r} is not an initialiser; choose one of {', '.join(INITIALIZERS)}")
     for key in ("hidden", "layers", "epochs", "batch_size", "eval_batch_size"):
         if cfg[key] < 1:
             problems.append(f"{key} must be a positive integer, got {cfg[key]}")

@@ -21,6 +21,8 @@ class SequenceModel(nn.Module):
     dropout: float = 0.0
     switches: Any = None  # extra GateSpec switches for gated cells
     forget_bias: float = 1.0
+    kernel_init: str = "glorot_uniform"  # W's initialiser (variants.INITIALIZERS)
+    recurrent_init: str = "orthogonal"  # R's initialiser
     unroll: int = 1
     hoist_projection: bool = False
     dtype: Any = None
@@ -29,7 +31,7 @@ class SequenceModel(nn.Module):
     def __call__(self, x: jax.Array, lengths: jax.Array | None = None, train: bool = False) -> jax.Array:
         switches = dict(self.switches or {})
         stack = RecurrentStack(
-            lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype),
+            lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype, self.kernel_init, self.recurrent_init),
             self.layers, self.bidirectional, self.dropout, self.unroll, self.hoist_projection,
         )
         outputs, last = stack(x, lengths, train)
@@ -43,7 +45,8 @@ def model_from_config(cfg, task) -> SequenceModel:
     return SequenceModel(
         cell=cfg.cell.name, hidden=cfg.hidden, output_size=task.output_size, readout=task.readout,
         layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout,
-        switches=dict(cfg.cell.get("switches") or {}), forget_bias=cfg.cell.get("forget_bias", 1.0),
+        switches=dict(cfg.cell.get("switches") or {}), forget_bias=cfg.cell.forget_bias,
+        kernel_init=cfg.cell.kernel_init, recurrent_init=cfg.cell.recurrent_init,
         unroll=speed.unroll, hoist_projection=resolve_hoist(speed.hoist_projection), dtype=dtype,
     )
 
