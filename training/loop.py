@@ -32,33 +32,50 @@ RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "platform")
 
 def train(cfg, run_dir: str | os.PathLike | None = None) -> dict:
     """Train one run into `run_dir` (default: the working directory) and return its result record."""
-    check_config(cfg)
-    run_dir = Path(run_dir or os.getcwd())
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    record = RunRecord(run_dir)
-    previous = record.previous() or {}
-    if previous.get("status") in FINISHED and previous.get("config") == resolved:
-        log.info("%s already holds a %s run of this config; nothing to do", run_dir, previous["status"])
-        return previous  # a rerun of a finished run (e.g. of a whole sweep) retrains nothing
-    refuse_other_run(previous, resolved, run_dir)
-    result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
-              **device_info(cfg.platform), "config": resolved}
+    record, result, done = begin_run(cfg, Path(run_dir or os.getcwd()))
+    if done:
+        return result
     tracker = None
     try:
-        tracker = Tracker(cfg, run_dir, resolved, run_id=previous.get("wandb_id"))
+        tracker = Tracker(cfg, record.dir, result["config"], run_id=result["wandb_id"])
         result["wandb_id"] = tracker.id
         record.write_result(result)
         device = jax.devices(cfg.platform)[0] if cfg.platform else None
         with jax.default_device(device):
             result = fit(cfg, record, tracker, result)
     except Exception as e:
-        record.write_result({**result, "status": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+        mark_failed(record, result, e)
         if tracker is not None:
             tracker.finish(failed=True)
         raise
     tracker.summary({k: v for k, v in result.items() if k in ("status", "best_epoch", "num_params")})
     tracker.finish()
     return result
+
+
+def begin_run(cfg, run_dir: Path, **extra) -> tuple[RunRecord, dict, bool]:
+    """Check the config and the run directory: (record, result, done).
+
+    done: the directory already holds a completed or diverged run of this exact config, and `result`
+    is its record (a rerun, e.g. of a whole sweep, retrains nothing). Otherwise `result` is the new
+    run's record, status "running", carrying the previous wandb run id so a resumed run continues it.
+    """
+    check_config(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    record = RunRecord(run_dir)
+    previous = record.previous() or {}
+    if previous.get("status") in FINISHED and previous.get("config") == resolved:
+        log.info("%s already holds a %s run of this config; nothing to do", run_dir, previous["status"])
+        return record, previous, True
+    refuse_other_run(previous, resolved, run_dir)
+    result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
+              **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id")}
+    return record, result, False
+
+
+def mark_failed(record: RunRecord, result: dict, error: Exception) -> None:
+    result.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+    record.write_result(result)
 
 
 def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:

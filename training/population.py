@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,12 +25,11 @@ from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task, num_batches
 from training.checkpoint import Checkpoints
-from training.config import check_config
 from training.devices import Placement
-from training.loop import add_sums, device_info, final_fields, flatten, is_better, means, refuse_other_run
+from training.loop import add_sums, begin_run, final_fields, flatten, is_better, mark_failed, means
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
-from training.records import FINISHED, RunRecord
+from training.records import RunRecord
 from training.steps import make_eval_step, make_train_step
 from training.tracking import Tracker
 
@@ -84,30 +82,21 @@ def train_population(cfgs, run_dirs, max_size: int | None = None) -> list[dict]:
 def _train_group(cfgs, run_dirs) -> list[dict]:
     out, trials = [], []
     for cfg, run_dir in zip(cfgs, run_dirs):
-        check_config(cfg)
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        record = RunRecord(run_dir)
-        previous = record.previous() or {}
-        if previous.get("status") in FINISHED and previous.get("config") == resolved:
-            out.append(previous)  # finished earlier: nothing to retrain
+        record, result, done = begin_run(cfg, run_dir, population_size=len(cfgs))
+        out.append(result)
+        if done:
             continue
-        refuse_other_run(previous, resolved, run_dir)
-        result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
-                  **device_info(), "config": resolved, "population_size": len(cfgs)}
-        trial = Trial(cfg, record, result)
-        trial.tracker = Tracker(cfg, run_dir, resolved, run_id=previous.get("wandb_id"))
+        trial = Trial(cfg, record, result, Tracker(cfg, run_dir, result["config"], run_id=result["wandb_id"]))
         result["wandb_id"] = trial.tracker.id
         record.write_result(result)
         trials.append(trial)
-        out.append(result)
     if trials:
         try:
             _fit(trials)
         except Exception as e:
             for t in trials:
                 if t.result["status"] == "running":
-                    t.result.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-                    t.record.write_result(t.result)
+                    mark_failed(t.record, t.result, e)
                     t.tracker.finish(failed=True)
             raise
     return out  # the trials' result dicts, updated in place as they finished
@@ -192,7 +181,8 @@ def _fit(trials: list[Trial]) -> None:
     step = over_trials(make_train_step(model, task, txs[0]))
 
     @jax.jit
-    def population_step(state, batch, rngs, noise, alive):
+    def population_step(state, batch, step_number, noise, alive):
+        rngs = jax.vmap(jax.random.fold_in, (0, None))(step_keys, step_number)  # each trial's lone-run rng
         new, sums = step(state, batch, rngs, noise)
         ok = alive & jnp.isfinite(sums["loss"][0] / sums["loss"][1])
         keep = lambda n, o: jnp.where(ok.reshape((K,) + (1,) * (n.ndim - 1)), n, o)  # freeze the diverged
@@ -221,8 +211,7 @@ def _fit(trials: list[Trial]) -> None:
             if i == steps:
                 break
             n = trials[0].meta["step"]
-            rngs = jax.vmap(jax.random.fold_in, (0, None))(step_keys, n)
-            state, m, alive = population_step(state, placement.shard(stack_batches(batch_list, task.time_keys)), rngs, noise, alive)
+            state, m, alive = population_step(state, placement.shard(stack_batches(batch_list, task.time_keys)), n, noise, alive)
             sums = add_sums(sums, m)
             for t in trials:
                 t.meta["step"] += 1
