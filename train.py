@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 import training
+from training.devices import configure_cpu_devices
 
 log = logging.getLogger("odyssey")
 
@@ -18,6 +19,7 @@ log = logging.getLogger("odyssey")
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg) -> float | None:
     hc = HydraConfig.get()
+    configure_cpu_devices(cfg.speed.cpu_devices)  # before JAX starts: the device count is fixed per process
     try:
         result = training.train(cfg, run_dir=hc.runtime.output_dir)
     except Exception:

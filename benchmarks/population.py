@@ -11,6 +11,7 @@ and they compile K times; a population compiles once. Inputs are random arrays o
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
@@ -40,7 +41,7 @@ def population_step_fn(cell: str, hidden: int, K: int, strategy: str):
     for k, tx in enumerate(txs):
         params = model.init(jax.random.key(k), x)
         states.append({"params": params, "opt_state": tx.init(params)})
-    train_step = make_train_step(model, task, txs[0])
+    train_step = functools.partial(make_train_step(model, task, txs[0]), padded=False)  # full-length batches, as train.py
     if K is None:
         return jax.jit(train_step), states[0]
     state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)

@@ -11,6 +11,10 @@ training.model.SequenceModel, Adam from training.optim, loss and metrics from ta
 with the `speed` settings the config would pick (`--unroll`, `--hoist`, `--dtype` override them).
 Inputs are random arrays of the task's shape: throughput does not depend on the pixel values.
 
+On CPU, Odyssey splits each batch over one XLA CPU device per core (`--cpu-devices`, train.py's
+`speed.cpu_devices`); Flax's peers run as a Flax user runs them, on one device, and with
+`--split-peers` also split the same way (the split is plain JAX: any JAX model can adopt it).
+
 Peers, trained the same way (a recurrent layer, a dense head on the last output, softmax
 cross-entropy, Adam), in the same run so that ratios survive a noisy shared machine:
   - PyTorch nn.RNN(tanh) / nn.LSTM / nn.GRU (oneDNN on CPU with denormals flushed, cuDNN on GPU;
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import statistics
@@ -48,6 +53,7 @@ import numpy as np
 import optax
 
 from tasks.mnist import MNISTTask
+from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel, resolve_hoist
 from training.optim import make_optimizer
 from training.steps import make_train_step
@@ -110,15 +116,18 @@ def timed_loop(step, state, args) -> tuple[Callable[[int], None], float]:
 
 
 def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype) -> Entry:
+    """Odyssey's real training step, its batch split over the devices as train.py splits it."""
     task = MNISTTask()
     model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
                           unroll=unroll, hoist_projection=resolve_hoist(hoist),
                           dtype=None if dtype == "float32" else jnp.dtype(dtype))
     tx = make_optimizer(Adam, 1e-3)
     params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
-    state = {"params": params, "opt_state": tx.init(params)}
-    batch = jax.device_put(random_batch(T, D, B))
-    run, compile_s = timed_loop(make_train_step(model, task, tx), state, (batch, jax.random.key(1), jnp.float32(0.0)))
+    placement = Placement.for_batches(B)
+    state = placement.replicate({"params": params, "opt_state": tx.init(params)})
+    batch = placement.shard(jax.device_put(random_batch(T, D, B)))
+    step = functools.partial(make_train_step(model, task, tx, placement.mesh), padded=False)  # is_padded(batch), as train.py
+    run, compile_s = timed_loop(step, state, (batch, jax.random.key(1), jnp.float32(0.0)))
     return Entry(f"odyssey {cell}", run, compile_s, train_flops_per_seq(cell, T, D, H), [])
 
 
@@ -127,28 +136,36 @@ class FlaxPeer(nn.Module):
     hidden: int
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, lengths=None, train=False):  # Odyssey's model signature; every sequence is whole
         cell = {"rnn": nn.SimpleCell, "lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}[self.kind](self.hidden)
         ys = nn.RNN(cell)(x)
         return nn.Dense(10)(ys[:, -1])
 
 
-def flax_entry(kind, T, D, H, B) -> Entry:
+def flax_entry(kind, T, D, H, B, split: bool) -> Entry:
+    """Flax's nn.RNN as a Flax user trains it on one device; with `split`, inside Odyssey's own training
+    step, its batch split over the devices exactly as Odyssey's is (only the recurrent layer differs)."""
     model = FlaxPeer(kind, H)
     tx = optax.adam(1e-3)
     params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
-    state = {"params": params, "opt_state": tx.init(params)}
+    placement = Placement.for_batches(B) if split else Placement(jax.devices()[:1])
+    state = placement.replicate({"params": params, "opt_state": tx.init(params)})
+    if split:
+        batch = placement.shard(jax.device_put(random_batch(T, D, B)))
+        step = functools.partial(make_train_step(model, MNISTTask(), tx, placement.mesh), padded=False)
+        args = (batch, jax.random.key(1), jnp.float32(0.0))
+    else:
+        def step(state, x, y):
+            def loss(p):
+                return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
+            grads = jax.grad(loss)(state["params"])
+            updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+            return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, None
 
-    def step(state, x, y):
-        def loss(p):
-            return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
-        grads = jax.grad(loss)(state["params"])
-        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-        return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, None
-
-    b = random_batch(T, D, B)
-    run, compile_s = timed_loop(step, state, (jnp.asarray(b["x"]), jnp.asarray(b["y"])))
-    return Entry(f"flax {kind}", run, compile_s, train_flops_per_seq(kind, T, D, H), [])
+        b = random_batch(T, D, B)
+        args = (jnp.asarray(b["x"]), jnp.asarray(b["y"]))
+    run, compile_s = timed_loop(step, state, args)
+    return Entry(f"flax {kind}" + (" (split)" if split else ""), run, compile_s, train_flops_per_seq(kind, T, D, H), [])
 
 
 def torch_entry(kind, T, D, H, B, device):
@@ -214,7 +231,9 @@ def bench_shape(shape, cells, args, tdev, peak) -> list[str]:
     peers = sorted({PEER.get(c, "lstm") for c in cells})
     for kind in peers:
         if not args.no_flax:
-            entries[f"flax {kind}"] = flax_entry(kind, T, D, H, B)
+            entries[f"flax {kind}"] = flax_entry(kind, T, D, H, B, split=False)
+            if args.split_peers:
+                entries[f"flax {kind} (split)"] = flax_entry(kind, T, D, H, B, split=True)
         if tdev and not args.no_torch:
             entries[f"torch {kind}"] = torch_entry(kind, T, D, H, B, tdev)
     for _ in range(args.rounds):  # interleaved, so load changes hit every entry alike
@@ -232,7 +251,7 @@ def bench_shape(shape, cells, args, tdev, peak) -> list[str]:
         peer = PEER.get(k.split()[1], "lstm") if k.startswith("odyssey") else k.split()[1]
         gflops = e.flops_per_seq * rate[k] / 1e9
         rows.append(f"| {shape} T={T} D={D} H={H} | {k} | {rate[k]:,.0f} | {ratio(k, f'torch {peer}')} | "
-                    f"{ratio(k, f'flax {peer}')} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {e.compile_s:.1f} |")
+                    f"{ratio(k, f'flax {peer}')} | {ratio(k, f'flax {peer} (split)')} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {e.compile_s:.1f} |")
     return rows
 
 
@@ -245,6 +264,9 @@ def main(argv=None):
     p.add_argument("--unroll", type=int, default=1, help="speed.unroll (conf/config.yaml's default: 1)")
     p.add_argument("--hoist", default="auto", help="speed.hoist_projection: true, false or auto")
     p.add_argument("--dtype", default="float32", help="speed.dtype, e.g. bfloat16")
+    p.add_argument("--cpu-devices", default="auto", help="speed.cpu_devices: XLA CPU devices a batch is split over "
+                   "(auto: one per core, train.py's default)")
+    p.add_argument("--split-peers", action="store_true", help="also time Flax's peers split over the devices as Odyssey is")
     p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: PyTorch's)")
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-flax", action="store_true")
@@ -254,6 +276,7 @@ def main(argv=None):
         args.cells, args.shapes, args.steps = ["np", "gru", "srn"], ["row"], args.steps or 10
     args.hoist = args.hoist if args.hoist == "auto" else args.hoist.lower() in ("1", "true", "yes")
 
+    cpu_devices = configure_cpu_devices(args.cpu_devices)  # before JAX starts
     if args.torch_threads and not args.no_torch:
         import torch
         torch.set_num_threads(args.torch_threads)
@@ -262,10 +285,11 @@ def main(argv=None):
     dev = jax.devices()[0]
     print(f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · JAX {jax.__version__} on "
           f"{dev.platform} ({dev.device_kind}) · {tnote} · XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    print(f"speed: unroll={args.unroll} hoist={args.hoist} dtype={args.dtype} · matmul peak {peak:.0f} GFLOP/s · "
+    print(f"speed: unroll={args.unroll} hoist={args.hoist} dtype={args.dtype} cpu_devices={args.cpu_devices} "
+          f"({cpu_devices} in effect) · matmul peak {peak:.0f} GFLOP/s · "
           f"median of {args.rounds} rounds · load {os.getloadavg()[0]:.1f}\n")
-    print("| shape | model | seq/s | vs PyTorch | vs Flax | GFLOP/s | % peak | compile s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| shape | model | seq/s | vs PyTorch | vs Flax | vs Flax split | GFLOP/s | % peak | compile s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for shape in args.shapes:
         for row in bench_shape(shape, args.cells, args, tdev, peak):
             print(row, flush=True)

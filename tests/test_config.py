@@ -109,6 +109,8 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(override, message):
     ("lr=0", "lr must be positive"),
     ("dropout=1.0", "dropout must be in [0, 1)"),
     ("platform=quantum", "choose null (JAX's default), cpu, gpu or tpu"),
+    ("speed.cpu_devices=0", "choose auto (one per core) or a whole number >= 1"),
+    ("speed.cpu_devices=many", "choose auto (one per core) or a whole number >= 1"),
 ])
 def test_check_config_refuses_bad_values_naming_what_is_accepted(override, accepted):
     cfg = compose_config(override)  # the types allow these values; check_config knows better

@@ -1,47 +1,67 @@
 """The same run on one device or several: sharded batches and populations give the same metrics,
-and checkpoints move between device counts. Several CPU devices are simulated in a subprocess
-(XLA_FLAGS=--xla_force_host_platform_device_count=4 must be set before JAX starts)."""
+and checkpoints move between device counts. Several CPU devices are made in a subprocess, through
+`training.devices.configure_cpu_devices` (train.py's `speed.cpu_devices`), which must run before JAX starts."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import jax
 import pytest
 
 from conftest import ROOT, compose_config
 from training import train
+from training.devices import available_cores, configure_cpu_devices
 from training.population import train_population
 
 POP = [f"lr={lr}" for lr in ("1e-3", "1e-2", "3e-2", "3e-3")]
 
 FOUR_DEVICES = textwrap.dedent("""
-    import json, sys
+    import sys
     sys.path.insert(0, "tests")
+    from training.devices import Placement, configure_cpu_devices
+    assert configure_cpu_devices(4) == 4
     import jax
     from conftest import compose_config
+    from tasks import batches, make_task
     from training import train
+    from training.model import model_from_config
+    from training.optim import make_optimizer
     from training.population import train_population
+    from training.steps import make_train_step
     out = sys.argv[1]
     assert jax.device_count() == 4
     train(compose_config("epochs=1"), out + "/sharded")
     train_population([compose_config(o, "epochs=1") for o in %r], [f"{out}/pop{k}" for k in range(4)])
-    try:
-        train(compose_config("batch_size=18"), out + "/bad")
-    except ValueError as e:
-        print("ERROR:", e)
+    train(compose_config("batch_size=18", "eval_batch_size=18"), out + "/eighteen")
+
+    # where the compiled training step sums its devices' gradients: with shard_map (Odyssey's) and
+    # with jit's automatic partitioning of the same step (mesh=None), the detector's negative control
+    cfg = compose_config()
+    task = make_task(cfg.task)
+    model, tx, placement = model_from_config(cfg, task), make_optimizer(cfg.optimizer, cfg.lr), Placement()
+    params = model.init(jax.random.key(0), jax.numpy.zeros((1, 6, 2)))
+    state = placement.replicate({"params": params, "opt_state": tx.init(params)})
+    batch = placement.shard(next(batches(task.load(None, 0)["train"], 16)))
+    for name, mesh in (("shard_map", placement.mesh), ("automatic", None)):
+        step = jax.jit(make_train_step(model, task, tx, mesh), static_argnames="padded")
+        hlo = step.lower(state, batch, jax.random.key(0), jax.numpy.float32(0), padded=False).compile().as_text()
+        open(f"{out}/{name}.hlo", "w").write(hlo)
 """ % (POP,))
 
 
 @pytest.fixture(scope="module")
 def four_device_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("four")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc.stdout
+    return out, proc.stdout + proc.stderr
 
 
 def result(path):
@@ -68,9 +88,44 @@ def test_a_population_sharded_over_four_devices_equals_one_device(four_device_ru
 
 
 @pytest.mark.slow
-def test_a_batch_that_does_not_divide_over_the_devices_is_refused_clearly(four_device_runs):
-    _, stdout = four_device_runs
-    assert "ERROR: batch_size=18 does not divide evenly over 4 devices; choose a multiple of 4" in stdout
+def test_a_batch_that_does_not_divide_over_the_devices_runs_on_the_most_that_it_does(four_device_runs):
+    out, log = four_device_runs
+    assert result(out / "eighteen")["device_count"] == 3
+    assert "batch sizes 18/18 split evenly over 3 of the 4 cpu devices; using 3 (a multiple of 4 uses them all)" in log
+
+
+@pytest.mark.slow
+def test_the_devices_sum_their_gradients_once_per_step_not_at_every_time_step(four_device_runs):
+    """Left to jit's automatic partitioning, XLA all-reduces the weight gradients inside the backward scan."""
+    out, _ = four_device_runs
+    assert all_reduces_inside_scans(out / "automatic.hlo")  # the detector sees the slow placement
+    assert not all_reduces_inside_scans(out / "shard_map.hlo")
+    assert "all-reduce(" in (out / "shard_map.hlo").read_text()
+
+
+def all_reduces_inside_scans(path) -> list[str]:
+    """The while-loop bodies (scans) of a compiled HLO module that contain an all-reduce."""
+    hlo = path.read_text()
+    computations = dict(re.findall(r"^%?(\S+) [^\n]*\{\n(.*?)^\}", hlo, re.S | re.M))  # name -> body text
+    scans = set(re.findall(r"body=%?([\w.\-]+)", hlo))
+    assert len(scans) >= 2 and scans <= computations.keys()  # the forward and the backward scan were found
+    return [s for s in scans if "all-reduce(" in computations[s]]
+
+
+def test_the_cpu_device_count_is_fixed_once_jax_has_started(caplog):
+    jax.devices()  # this test process has started JAX
+    current = jax.device_count("cpu")
+    with caplog.at_level(logging.WARNING, logger="odyssey"):
+        assert configure_cpu_devices(current + 1) == current
+    assert f"JAX already started with {current} CPU device(s)" in caplog.text
+    assert configure_cpu_devices(current) == current  # the count in effect: no warning
+    assert available_cores() >= 1
+
+
+@pytest.mark.parametrize("setting", [0, -2])
+def test_a_cpu_device_count_below_one_is_refused(setting):
+    with pytest.raises(ValueError, match="choose auto or a whole number >= 1"):
+        configure_cpu_devices(setting)
 
 
 @pytest.mark.slow

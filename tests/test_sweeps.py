@@ -246,6 +246,7 @@ def test_a_tiny_grid_runs_in_parallel_and_a_rerun_retrains_nothing(tmp_path):
                                    for c in ("v", "gru") for lr in ("0.001", "0.01"))
     assert [r["status"] for r in found.values()] == ["completed"] * 4
     assert {(r["cell"], r["config"]["lr"]) for r in found.values()} == {(c, lr) for c in ("v", "gru") for lr in (1e-3, 1e-2)}
+    assert {r["device_count"] for r in found.values()} == {1}  # the cores go to parallel trials, one device each
     assert any(xla_dump.iterdir())  # env_set reached the joblib (loky) workers before JAX read XLA_FLAGS
     hydra_yaml = yaml.safe_load(next((tmp_path / "grid").glob("*/.hydra/hydra.yaml")).read_text())
     assert hydra_yaml["hydra"]["runtime"]["choices"]["hydra/launcher"] == "joblib"

@@ -234,7 +234,8 @@ def test_wandb_run_is_closed_when_training_fails(wandb_runs):
 # 1000 steps per epoch (~0.5 s once compiled), so the run is still going when its first checkpoint
 # lands; the SRN compiles fastest
 RESUMABLE = ["cell=srn", "task=adding", "task.length=10", "task.train_size=16000", "task.valid_size=64",
-             "task.test_size=64", "hidden=8", "epochs=3", "batch_size=16", "eval_batch_size=64", "wandb.mode=disabled"]
+             "task.test_size=64", "hidden=8", "epochs=3", "batch_size=16", "eval_batch_size=64", "wandb.mode=disabled",
+             "speed.cpu_devices=1"]  # as the in-process reference: same device count, same floating-point sums
 
 
 @pytest.mark.slow

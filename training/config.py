@@ -29,6 +29,7 @@ class SpeedSchema:
     unroll: int = MISSING
     hoist_projection: Any = MISSING  # true | false | auto
     dtype: str = MISSING
+    cpu_devices: Any = MISSING  # auto | int >= 1
 
 
 @dataclass
@@ -86,6 +87,9 @@ def check_config(cfg) -> None:
         problems.append(f"wandb.mode={cfg.wandb.mode!r}; choose one of {', '.join(MODES)}")
     if cfg.speed.hoist_projection not in (True, False, "auto"):
         problems.append(f"speed.hoist_projection={cfg.speed.hoist_projection!r}; choose true, false or auto")
+    cpu = cfg.speed.cpu_devices
+    if cpu != "auto" and not (isinstance(cpu, int) and not isinstance(cpu, bool) and cpu >= 1):
+        problems.append(f"speed.cpu_devices={cpu!r}; choose auto (one per core) or a whole number >= 1")
     if cfg.platform not in (None, "cpu", "gpu", "tpu"):
         problems.append(f"platform={cfg.platform!r}; choose null (JAX's default), cpu, gpu or tpu")
     if problems:

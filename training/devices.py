@@ -2,14 +2,51 @@
 
 A single run shards each batch's leading axis across the devices and replicates the parameters; a
 population shards its trials' axis instead. jit (GSPMD) inserts the gradient all-reduce. With one
-device nothing is moved, so CPU runs pay nothing.
+device nothing is moved.
+
+On CPU the devices are a choice: XLA:CPU runs a recurrent step's many small kernels on one core
+about as fast as on two (its intra-op threading costs what it gains), so Odyssey splits the machine
+into one XLA CPU device per core and each batch over them (`speed.cpu_devices`, README: Measured).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+log = logging.getLogger("odyssey")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, e.g. under taskset or a Slurm allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def configure_cpu_devices(setting) -> int:
+    """Give XLA:CPU `setting` devices ("auto": one per available core) and return the count in effect.
+
+    Must run before JAX starts its backends; a process whose backends already run keeps its count
+    (a warning says so when it differs), since the count is fixed for the life of a process.
+    """
+    wanted = available_cores() if setting in (None, "auto") else int(setting)
+    if wanted < 1:
+        raise ValueError(f"speed.cpu_devices={setting!r}; choose auto or a whole number >= 1")
+    try:
+        jax.config.update("jax_num_cpu_devices", wanted)
+    except RuntimeError:
+        current = jax.device_count("cpu")
+        if current != wanted:
+            log.warning("JAX already started with %d CPU device(s) in this process; speed.cpu_devices=%s "
+                        "takes effect in a new process", current, setting)
+        return current
+    return wanted
 
 
 class Placement:
@@ -23,10 +60,16 @@ class Placement:
     def count(self) -> int:
         return len(self.devices)
 
-    def check_divisible(self, size: int, what: str) -> None:
-        if size % self.count:
-            raise ValueError(f"{what}={size} does not divide evenly over {self.count} devices; "
-                             f"choose a multiple of {self.count} (or run on fewer devices, e.g. platform=cpu).")
+    @classmethod
+    def for_batches(cls, *sizes: int, platform: str | None = None) -> "Placement":
+        """The most devices (a prefix of the platform's) over which every batch size splits evenly."""
+        devices = jax.devices(platform) if platform else jax.devices()
+        count = max(d for d in range(1, len(devices) + 1) if all(s % d == 0 for s in sizes))
+        if count < len(devices):
+            log.warning("batch sizes %s split evenly over %d of the %d %s devices; using %d (a multiple of %d "
+                        "uses them all)", "/".join(map(str, sizes)), count, len(devices), devices[0].platform,
+                        count, len(devices))
+        return cls(devices[:count])
 
     def shard(self, tree):
         """Split the leading axis of every array across the devices."""

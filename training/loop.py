@@ -21,7 +21,7 @@ from training.devices import Placement
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
 from training.records import FINISHED, RunRecord
-from training.steps import make_eval_step, make_train_step
+from training.steps import is_padded, make_eval_step, make_train_step
 from training.tracking import Tracker
 
 log = logging.getLogger("odyssey")
@@ -86,9 +86,7 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
     init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
     x0, len0 = splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1]
     params = model.init(init_key, x0, len0)
-    placement = Placement()
-    for what in ("batch_size", "eval_batch_size"):
-        placement.check_divisible(cfg[what], what)
+    placement = Placement.for_batches(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform)
     state = placement.replicate({"params": params, "opt_state": tx.init(params)})
     meta = {"epoch": 0, "step": 0, "best": None, "wall_seconds": 0.0}
 
@@ -98,15 +96,15 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
         log.info("resuming %s from epoch %d", record.dir, meta["epoch"])
     record.keep_epochs_through(meta["epoch"])
 
-    train_step = jax.jit(make_train_step(model, task, tx))
-    eval_step = jax.jit(make_eval_step(model, task))
+    train_step = jax.jit(make_train_step(model, task, tx, placement.mesh), static_argnames="padded")
+    eval_step = jax.jit(make_eval_step(model, task), static_argnames="padded")
     noise = np.float32(cfg.input_noise)
     steps = num_batches(splits["train"], cfg.batch_size, drop_last=True)
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
     if steps == 0:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({len(splits['train']['lengths'])} examples).")
-    result.update(num_params=count_params(state["params"]), objective=dict(zip(("name", "mode"), task.objective)))
+    result.update(device_count=placement.count, num_params=count_params(state["params"]), objective=dict(zip(("name", "mode"), task.objective)))
     status, started = "completed", time.time() - meta["wall_seconds"]
 
     for epoch in range(meta["epoch"] + 1, cfg.epochs + 1):
@@ -117,7 +115,8 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
         for i, batch in enumerate(bar):
             if i == steps:
                 break
-            state, m = train_step(state, placement.shard(batch), jax.random.fold_in(step_key, meta["step"]), noise)
+            state, m = train_step(state, placement.shard(batch), jax.random.fold_in(step_key, meta["step"]), noise,
+                                  padded=is_padded(batch))
             sums = add_sums(sums, m)
             meta["step"] += 1
             if i % 25 == 24:
@@ -166,7 +165,7 @@ def evaluate(eval_step, task, params, split, batch_size: int, placement=None) ->
     sums = {}
     size = eval_batch_size(split, batch_size, placement.count if placement else 1)
     for batch in batches(split, size, time_keys=task.time_keys, time_bucket=task.time_bucket):
-        m, outputs = eval_step(params, placement.shard(batch) if placement else batch)
+        m, outputs = eval_step(params, placement.shard(batch) if placement else batch, padded=is_padded(batch))
         sums = add_sums(sums, m)
         if outputs is not None:
             sums = add_sums(sums, task.host_metrics(np.asarray(outputs), batch))

@@ -10,6 +10,7 @@ non-finite is frozen and recorded as `diverged` while the others go on untouched
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -30,7 +31,7 @@ from training.loop import add_sums, begin_run, final_fields, flatten, is_better,
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
 from training.records import RunRecord
-from training.steps import make_eval_step, make_train_step
+from training.steps import is_padded, make_eval_step, make_train_step
 from training.tracking import Tracker
 
 log = logging.getLogger("odyssey")
@@ -178,21 +179,23 @@ def _fit(trials: list[Trial]) -> None:
     alive = jnp.asarray([True] * K)
     shared_eval = all(s is splits[0] for s in splits)
 
-    step = over_trials(make_train_step(model, task, txs[0]))
+    train_step = make_train_step(model, task, txs[0])
 
-    @jax.jit
-    def population_step(state, batch, step_number, noise, alive):
+    @functools.partial(jax.jit, static_argnames="padded")
+    def population_step(state, batch, step_number, noise, alive, padded):
         rngs = jax.vmap(jax.random.fold_in, (0, None))(step_keys, step_number)  # each trial's lone-run rng
-        new, sums = step(state, batch, rngs, noise)
+        new, sums = over_trials(lambda *a: train_step(*a, padded=padded))(state, batch, rngs, noise)
         ok = alive & jnp.isfinite(sums["loss"][0] / sums["loss"][1])
         keep = lambda n, o: jnp.where(ok.reshape((K,) + (1,) * (n.ndim - 1)), n, o)  # freeze the diverged
         return jax.tree.map(keep, new, state), sums, ok
 
     eval_one = make_eval_step(model, task)
     if shared_eval:  # every trial reads the same batch
-        eval_step = jax.jit(lambda params, batch: over_trials(lambda p: eval_one(p, batch))(params))
+        eval_step = jax.jit(lambda params, batch, padded: over_trials(lambda p: eval_one(p, batch, padded))(params),
+                            static_argnames="padded")
     else:
-        eval_step = jax.jit(over_trials(eval_one))
+        eval_step = jax.jit(lambda params, batch, padded: over_trials(lambda p, b: eval_one(p, b, padded))(params, batch),
+                            static_argnames="padded")
     steps = num_batches(splits[0]["train"], cfg0.batch_size, drop_last=True)
     if cfg0.max_steps_per_epoch:
         steps = min(steps, cfg0.max_steps_per_epoch)
@@ -211,7 +214,8 @@ def _fit(trials: list[Trial]) -> None:
             if i == steps:
                 break
             n = trials[0].meta["step"]
-            state, m, alive = population_step(state, placement.shard(stack_batches(batch_list, task.time_keys)), n, noise, alive)
+            batch = stack_batches(batch_list, task.time_keys)
+            state, m, alive = population_step(state, placement.shard(batch), n, noise, alive, padded=is_padded(batch))
             sums = add_sums(sums, m)
             for t in trials:
                 t.meta["step"] += 1
@@ -252,7 +256,7 @@ def _evaluate(eval_step, task, params, split_list, batch_size, shared, K) -> lis
                for s in (split_list[:1] if shared else split_list)]
     for batch_list in zip(*streams):
         batch = batch_list[0] if shared else stack_batches(batch_list, task.time_keys)
-        m, outputs = eval_step(params, batch)
+        m, outputs = eval_step(params, batch, padded=is_padded(batch))
         sums = add_sums(sums, m)
         if outputs is not None:
             host = [task.host_metrics(np.asarray(outputs[k]), batch_list[0 if shared else k]) for k in range(K)]

@@ -2,6 +2,8 @@
 
 Batch-major at the API ([B, T, D]); time-major inside the scan. Variable-length batches carry
 `lengths` [B]: a sequence's state is frozen after its last step and its padded outputs are zero.
+Masking costs XLA:CPU 15-20% of a small training step, so callers pass lengths=None for a batch
+without padding (training.steps decides per batch, on the host: `is_padded`).
 """
 
 from __future__ import annotations
@@ -66,14 +68,7 @@ class RNN(nn.Module):
             return new_carry, y
 
         carry = self.cell.initialize_carry((B,)) if initial_carry is None else initial_carry
-        if mask is not None and jax.default_backend() == "cpu":
-            # Masking costs XLA:CPU 15-20% of a training step (small per-step kernels, forward and backward),
-            # and most batches (row/pixel MNIST) have no padding: decide at run time, so only one scan runs.
-            # Not elsewhere: under vmap (population training on GPU) a cond runs both branches.
-            scan = lambda m: jax.lax.scan(body, carry, (xs, m), unroll=self.unroll)
-            carry, ys = jax.lax.cond(jnp.all(lengths >= T), lambda: scan(None), lambda: scan(mask))
-        else:
-            carry, ys = jax.lax.scan(body, carry, (xs, mask), unroll=self.unroll)
+        carry, ys = jax.lax.scan(body, carry, (xs, mask), unroll=self.unroll)
         ys = jnp.swapaxes(ys, 0, 1)  # [B, T, H]
         if self.reverse:
             ys = reverse_sequences(ys, lengths)

@@ -42,6 +42,9 @@ class PopulationLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from training.population import train_population
+        from training.devices import configure_cpu_devices
+
+        configure_cpu_devices(self.config.speed.cpu_devices)  # before JAX starts its backends
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
