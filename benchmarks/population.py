@@ -4,8 +4,10 @@
     python -m benchmarks.population --sizes 1 32 --cell np --steps 50   # e.g. on a GPU
 
 Separate runs train one after another, so their aggregate throughput is that of one run (K=1),
-and they compile K times; a population compiles once. Inputs are random arrays of row-MNIST shape
-(throughput does not depend on the pixel values). Prints a markdown table.
+and they compile K times; a population compiles once. Both are placed as train.py places them: a
+lone run splits its batch over the devices, a population its trials (on CPU, `--cpu-devices` XLA CPU
+devices, default auto: one per core). Inputs are random arrays of row-MNIST shape (throughput does
+not depend on the pixel values). Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from tasks.mnist import MNISTTask
+from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel
 from training.optim import make_optimizer
 from training.population import over_trials
+from training.split import Steps
 from training.steps import make_train_step
 
 
-def population_step_fn(cell: str, hidden: int, K: int, strategy: str):
+def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str):
     """The population's jitted train step and stacked state; K=None: a lone run's step and state."""
     task = MNISTTask()
     model = SequenceModel(cell=cell, hidden=hidden, output_size=10,
@@ -41,30 +45,37 @@ def population_step_fn(cell: str, hidden: int, K: int, strategy: str):
     for k, tx in enumerate(txs):
         params = model.init(jax.random.key(k), x)
         states.append({"params": params, "opt_state": tx.init(params)})
-    train_step = functools.partial(make_train_step(model, task, txs[0]), padded=False)  # full-length batches, as train.py
-    if K is None:
-        return jax.jit(train_step), states[0]
-    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
-    return jax.jit(over_trials(train_step, strategy)), state
+    if K is None:  # a lone run: train.py's steps, its batch split over the devices
+        return Steps(model, task, txs[0], Placement.for_batches(batch).devices), states[0], None
+    devices = jax.devices()[:1] if jax.default_backend() == "cpu" else jax.devices()  # as training.population
+    placement = Placement(devices[:max(d for d in range(1, len(devices) + 1) if K % d == 0)])
+    train_step = functools.partial(make_train_step(model, task, txs[0]), padded=False)  # full-length batches
+    state = placement.shard(jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+    return jax.jit(over_trials(train_step, strategy)), state, placement
 
 
 def measure(cell: str, hidden: int, batch: int, K: int, steps: int, strategy: str = "auto") -> dict:
-    step, state = population_step_fn(cell, hidden, K, strategy)
+    step, state, placement = population_step_fn(cell, hidden, batch, K, strategy)
     rng = np.random.default_rng(0)
     lead = () if K is None else (K,)
-    b = {"x": jnp.asarray(rng.random(lead + (batch, 28, 28), np.float32)),
-         "y": jnp.asarray(rng.integers(0, 10, lead + (batch,)), jnp.int32),
-         "lengths": jnp.full(lead + (batch,), 28, jnp.int32), "mask": jnp.ones(lead + (batch,))}
-    keys = jax.random.key(0) if K is None else jax.random.split(jax.random.key(0), K)
-    noise = jnp.zeros(lead)
+    b = {"x": rng.random(lead + (batch, 28, 28), np.float32), "y": rng.integers(0, 10, lead + (batch,)).astype(np.int32),
+         "lengths": np.full(lead + (batch,), 28, np.int32), "mask": np.ones(lead + (batch,), np.float32)}
     t0 = time.perf_counter()
-    compiled = step.lower(state, b, keys, noise).compile()
+    if K is None:
+        state = step.place(state)
+        call = lambda s: step.train(s, b, jax.random.key(0), np.float32(0.0), padded=False)
+        state, m = call(state)  # the first step compiles
+        jax.block_until_ready(state)
+    else:
+        args = placement.shard((b, jax.random.split(jax.random.key(0), K), jnp.zeros(K)))
+        compiled = step.lower(state, *args).compile()
+        call = lambda s: compiled(s, *args)
     compile_s = time.perf_counter() - t0
-    state, m = compiled(state, b, keys, noise)  # warm-up
+    state, m = call(state)  # warm-up
     jax.block_until_ready(state)
     t0 = time.perf_counter()
     for _ in range(steps):
-        state, m = compiled(state, b, keys, noise)
+        state, m = call(state)
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t0
     return {"K": K, "compile_s": compile_s, "seq_per_s": (K or 1) * batch * steps / seconds}
@@ -78,10 +89,12 @@ def main(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
     p.add_argument("--strategy", default="auto", choices=["auto", "vmap", "map"], help="how trials share the program")
     p.add_argument("--steps", type=int, default=20, help="timed steps per K (fewer for large K on CPU)")
+    p.add_argument("--cpu-devices", default="auto", help="speed.cpu_devices (auto: one XLA CPU device per core)")
     args = p.parse_args(argv)
+    configure_cpu_devices(args.cpu_devices)  # before JAX starts
     dev = jax.devices()[0]
     print(f"# population throughput: {args.cell}, H={args.hidden}, batch {args.batch}, row MNIST (T=28, D=28); "
-          f"{dev.platform} {dev.device_kind}, jax {jax.__version__}, strategy {args.strategy}")
+          f"{dev.platform} {dev.device_kind} x{jax.device_count()}, jax {jax.__version__}, strategy {args.strategy}")
     base = measure(args.cell, args.hidden, args.batch, None, args.steps)
     print(f"  one lone run: {base['seq_per_s']:.0f} seq/s, compile {base['compile_s']:.1f}s", flush=True)
     rows = []

@@ -1,4 +1,4 @@
-"""Trials per hour of a small sweep trial: one after another, or one single-threaded process per core.
+"""Trials per hour of a small sweep trial: one after another, or one single-device process per core.
 
     ODYSSEY_DATA_DIR=../shared/data python -m benchmarks.sweep_throughput   # 4 trials of the trial below, each way
     python -m benchmarks.sweep_throughput --trials 6 -- hidden=32 task=adding
@@ -6,9 +6,12 @@
 Each trial is a real `python train.py ...` process (compile, data loading, training, evaluation,
 records): by default `task=mnist epochs=1 max_steps_per_epoch=50 hidden=64 wandb.mode=disabled`, plus
 any overrides after `--`. Ways compared, with the same number of trials:
-  - sequential:     one process at a time, JAX's default threading (all cores to one trial);
-  - parallel:       one process per core at a time, each single-threaded (XLA_FLAGS below);
-  - parallel+pin:   the same, each process pinned to its own core with `taskset` (Linux only).
+  - sequential:       one process at a time, train.py's default (speed.cpu_devices=auto: each batch
+                      split over one XLA CPU device per core);
+  - sequential-1dev:  one process at a time on one XLA CPU device (JAX's own default threading);
+  - parallel:         one process per core at a time, as the sweep presets run them
+                      (speed.cpu_devices=1, single-threaded Eigen: XLA_FLAGS below);
+  - parallel+pin:     the same, each process pinned to its own core with `taskset` (Linux only).
 Prints a markdown table: wall seconds, trials per hour, and the speed-up over sequential. Parallel
 processes can only gain where cores are idle: measure on an otherwise quiet machine (the load is printed).
 """
@@ -23,13 +26,21 @@ import sys
 import tempfile
 import time
 
-SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"  # sweeps/launch/joblib.yaml's env_set
 TRIAL = ["task=mnist", "epochs=1", "max_steps_per_epoch=50", "hidden=64", "wandb.mode=disabled"]
 
 
 def trial_command(run_dir: str, index: int, overrides: list[str]) -> list[str]:
     # a distinct seed per trial, so no trial finds another's record and returns early
     return [sys.executable, "train.py", *TRIAL, *overrides, f"seed={index}", f"hydra.run.dir={run_dir}/t{index}"]
+
+
+WAYS = {  # way: (processes at a time: None = one per core, pin, single-threaded Eigen, speed.cpu_devices)
+    "sequential": (1, False, False, "auto"),
+    "sequential-1dev": (1, False, False, 1),
+    "parallel": (None, False, True, 1),
+    "parallel+pin": (None, True, True, 1),
+}
 
 
 def run_trials(n: int, parallel: int, pin: bool, single_thread: bool, overrides: list[str]) -> float:
@@ -45,7 +56,7 @@ def run_trials(n: int, parallel: int, pin: bool, single_thread: bool, overrides:
         while pending or running:
             while pending and len(running) < parallel:
                 i = pending.pop(0)
-                slot = len(running)
+                slot = min(set(range(parallel)) - {r[1] for r in running})  # a free core, when pinned
                 cmd = trial_command(run_dir, i, overrides)
                 if pin:
                     cmd = ["taskset", "-c", str(cores[slot % len(cores)])] + cmd
@@ -58,8 +69,6 @@ def run_trials(n: int, parallel: int, pin: bool, single_thread: bool, overrides:
                     if proc.returncode:
                         raise RuntimeError(f"trial {i} failed ({' '.join(trial_command(run_dir, i, overrides))}):\n"
                                            + proc.stderr.read().decode()[-2000:])
-            # slots are reassigned in order, so a pinned slot keeps its core while trials finish unevenly
-            running = [(i, slot, p) for slot, (i, _, p) in enumerate(running)]
         return time.perf_counter() - t0
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -69,24 +78,22 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=4, help="trials per way (a multiple of the core count is fairest)")
     p.add_argument("--parallel", type=int, default=os.cpu_count(), help="processes at a time in the parallel ways")
-    p.add_argument("--ways", nargs="+", default=["sequential", "parallel", "parallel+pin"],
-                   choices=["sequential", "parallel", "parallel+pin"])
+    p.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
     p.add_argument("overrides", nargs="*", help="extra train.py overrides (after --)")
     args = p.parse_args(argv)
-    settings = {"sequential": (1, False, False), "parallel": (args.parallel, False, True),
-                "parallel+pin": (args.parallel, True, True)}
     print(f"{time.strftime('%Y-%m-%d')} · {os.cpu_count()} CPUs · load {os.getloadavg()[0]:.1f} · trial: "
           f"python train.py {' '.join(TRIAL + args.overrides)} · {args.trials} trials per way\n")
-    print("| way | processes | XLA_FLAGS | wall s | trials/hour | vs sequential |")
-    print("|---|---:|---|---:|---:|---:|")
+    print("| way | processes | speed.cpu_devices | XLA_FLAGS | wall s | trials/hour | vs sequential |")
+    print("|---|---:|---:|---|---:|---:|---:|")
     base = None
     for way in args.ways:
-        parallel, pin, single = settings[way]
-        seconds = run_trials(args.trials, parallel, pin, single, args.overrides)
+        parallel, pin, single, devices = WAYS[way]
+        parallel = parallel or args.parallel
+        seconds = run_trials(args.trials, parallel, pin, single, [f"speed.cpu_devices={devices}", *args.overrides])
         per_hour = 3600 * args.trials / seconds
         base = base or (per_hour if way == "sequential" else None)
         flags = f"`{SINGLE_THREAD}`" if single else "(default)"
-        print(f"| {way} | {parallel} | {flags} | {seconds:.0f} | {per_hour:.0f} | "
+        print(f"| {way} | {parallel} | {devices} | {flags} | {seconds:.0f} | {per_hour:.0f} | "
               f"{f'{per_hour / base:.2f}×' if base else '–'} |", flush=True)
 
 

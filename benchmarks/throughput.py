@@ -6,7 +6,7 @@
     XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python -m benchmarks.throughput --quick   # try a flag
 
 What is timed is one training step (forward + backward + Adam update) after compilation; the
-compile time is reported separately. Odyssey runs its real step (training.steps.make_train_step on
+compile time is reported separately. Odyssey runs its real step (training.split.Steps on
 training.model.SequenceModel, Adam from training.optim, loss and metrics from tasks.mnist.MNISTTask),
 with the `speed` settings the config would pick (`--unroll`, `--hoist`, `--dtype` override them).
 Inputs are random arrays of the task's shape: throughput does not depend on the pixel values.
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import os
 import platform
 import statistics
@@ -56,7 +55,7 @@ from tasks.mnist import MNISTTask
 from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel, resolve_hoist
 from training.optim import make_optimizer
-from training.steps import make_train_step
+from training.split import Steps
 
 SHAPES = {  # name: (T, D, H, B, default timed steps per round)
     "row": (28, 28, 128, 128, 30),
@@ -115,19 +114,34 @@ def timed_loop(step, state, args) -> tuple[Callable[[int], None], float]:
     return run, compile_s
 
 
+def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
+    """train.py's own steps (training.split.Steps: each batch split over the devices the batch size
+    divides over); returns (run(n), seconds of the first step, which compiles)."""
+    steps = Steps(model, MNISTTask(), tx, Placement.for_batches(B).devices)
+    params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
+    holder = [steps.place({"params": params, "opt_state": tx.init(params)})]
+    args = (random_batch(T, D, B), jax.random.key(1), np.float32(0.0))
+
+    def run(n):
+        s = holder[0]
+        for _ in range(n):
+            s, metrics = steps.train(s, *args, padded=False)  # is_padded(batch) is False
+        jax.block_until_ready(s)
+        holder[0] = s
+
+    t0 = time.perf_counter()
+    run(1)
+    compile_s = time.perf_counter() - t0
+    run(1)  # warm-up
+    return run, compile_s
+
+
 def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype) -> Entry:
     """Odyssey's real training step, its batch split over the devices as train.py splits it."""
-    task = MNISTTask()
     model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
                           unroll=unroll, hoist_projection=resolve_hoist(hoist),
                           dtype=None if dtype == "float32" else jnp.dtype(dtype))
-    tx = make_optimizer(Adam, 1e-3)
-    params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
-    placement = Placement.for_batches(B)
-    state = placement.replicate({"params": params, "opt_state": tx.init(params)})
-    batch = placement.shard(jax.device_put(random_batch(T, D, B)))
-    step = functools.partial(make_train_step(model, task, tx, placement.mesh), padded=False)  # is_padded(batch), as train.py
-    run, compile_s = timed_loop(step, state, (batch, jax.random.key(1), jnp.float32(0.0)))
+    run, compile_s = steps_loop(model, make_optimizer(Adam, 1e-3), T, D, B)
     return Entry(f"odyssey {cell}", run, compile_s, train_flops_per_seq(cell, T, D, H), [])
 
 
@@ -147,14 +161,12 @@ def flax_entry(kind, T, D, H, B, split: bool) -> Entry:
     step, its batch split over the devices exactly as Odyssey's is (only the recurrent layer differs)."""
     model = FlaxPeer(kind, H)
     tx = optax.adam(1e-3)
-    params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
-    placement = Placement.for_batches(B) if split else Placement(jax.devices()[:1])
-    state = placement.replicate({"params": params, "opt_state": tx.init(params)})
     if split:
-        batch = placement.shard(jax.device_put(random_batch(T, D, B)))
-        step = functools.partial(make_train_step(model, MNISTTask(), tx, placement.mesh), padded=False)
-        args = (batch, jax.random.key(1), jnp.float32(0.0))
+        run, compile_s = steps_loop(model, tx, T, D, B)
     else:
+        params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
+        state = jax.device_put({"params": params, "opt_state": tx.init(params)}, jax.devices()[0])
+
         def step(state, x, y):
             def loss(p):
                 return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
@@ -163,8 +175,7 @@ def flax_entry(kind, T, D, H, B, split: bool) -> Entry:
             return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}, None
 
         b = random_batch(T, D, B)
-        args = (jnp.asarray(b["x"]), jnp.asarray(b["y"]))
-    run, compile_s = timed_loop(step, state, args)
+        run, compile_s = timed_loop(step, state, (jnp.asarray(b["x"]), jnp.asarray(b["y"])))
     return Entry(f"flax {kind}" + (" (split)" if split else ""), run, compile_s, train_flops_per_seq(kind, T, D, H), [])
 
 

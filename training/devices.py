@@ -1,8 +1,8 @@
-"""Data parallelism over the local devices: one mesh axis, "data".
+"""Which local devices a run or a population uses, and how many CPU devices XLA makes.
 
-A single run shards each batch's leading axis across the devices and replicates the parameters; a
-population shards its trials' axis instead. jit (GSPMD) inserts the gradient all-reduce. With one
-device nothing is moved.
+A single run splits each batch over the devices its batch sizes divide evenly over
+(`Placement.for_batches`; the steps are training/split.py's). A population shards its trials' axis
+over a mesh of the devices (`Placement`, axis "data"; on GPU/TPU only, see training/population.py).
 
 On CPU the devices are a choice: XLA:CPU runs a recurrent step's many small kernels on one core
 about as fast as on two (its intra-op threading costs what it gains), so Odyssey splits the machine

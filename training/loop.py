@@ -21,7 +21,8 @@ from training.devices import Placement
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
 from training.records import FINISHED, RunRecord
-from training.steps import is_padded, make_eval_step, make_train_step
+from training.split import Steps
+from training.steps import is_padded
 from training.tracking import Tracker
 
 log = logging.getLogger("odyssey")
@@ -86,8 +87,9 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
     init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
     x0, len0 = splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1]
     params = model.init(init_key, x0, len0)
-    placement = Placement.for_batches(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform)
-    state = placement.replicate({"params": params, "opt_state": tx.init(params)})
+    devices = Placement.for_batches(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform).devices
+    run_steps = Steps(model, task, tx, devices)  # each batch split over the devices
+    state = run_steps.place({"params": params, "opt_state": tx.init(params)})
     meta = {"epoch": 0, "step": 0, "best": None, "wall_seconds": 0.0}
 
     ckpt = Checkpoints(record.dir / "checkpoints")
@@ -96,15 +98,13 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
         log.info("resuming %s from epoch %d", record.dir, meta["epoch"])
     record.keep_epochs_through(meta["epoch"])
 
-    train_step = jax.jit(make_train_step(model, task, tx, placement.mesh), static_argnames="padded")
-    eval_step = jax.jit(make_eval_step(model, task), static_argnames="padded")
     noise = np.float32(cfg.input_noise)
     steps = num_batches(splits["train"], cfg.batch_size, drop_last=True)
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
     if steps == 0:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set ({len(splits['train']['lengths'])} examples).")
-    result.update(device_count=placement.count, num_params=count_params(state["params"]), objective=dict(zip(("name", "mode"), task.objective)))
+    result.update(device_count=run_steps.count, num_params=count_params(state["params"]), objective=dict(zip(("name", "mode"), task.objective)))
     status, started = "completed", time.time() - meta["wall_seconds"]
 
     for epoch in range(meta["epoch"] + 1, cfg.epochs + 1):
@@ -115,8 +115,8 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
         for i, batch in enumerate(bar):
             if i == steps:
                 break
-            state, m = train_step(state, placement.shard(batch), jax.random.fold_in(step_key, meta["step"]), noise,
-                                  padded=is_padded(batch))
+            state, m = run_steps.train(state, batch, jax.random.fold_in(step_key, meta["step"]), noise,
+                                       padded=is_padded(batch))
             sums = add_sums(sums, m)
             meta["step"] += 1
             if i % 25 == 24:
@@ -132,7 +132,7 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
             log.warning("epoch %d: training loss is %s; the run ends as diverged", epoch, train_m["loss"])
             record.log_epoch({"epoch": epoch, "train": train_m, "diverged": True})
             break
-        valid_m, test_m = (evaluate(eval_step, task, state["params"], splits[s], cfg.eval_batch_size, placement)
+        valid_m, test_m = (evaluate(run_steps, task, state["params"], splits[s], cfg.eval_batch_size)
                            for s in ("valid", "test"))
         line = {"epoch": epoch, "step": meta["step"], "train": train_m, "valid": valid_m, "test": test_m,
                 "train_seconds": train_seconds, "epoch_seconds": time.time() - t0,
@@ -161,11 +161,11 @@ def final_fields(record: RunRecord, meta: dict, status: str, started: float) -> 
             "final": {k: last.get(k) for k in ("train", "valid", "test")}, "wall_seconds": time.time() - started}
 
 
-def evaluate(eval_step, task, params, split, batch_size: int, placement=None) -> dict:
+def evaluate(run_steps: Steps, task, params, split, batch_size: int) -> dict:
     sums = {}
-    size = eval_batch_size(split, batch_size, placement.count if placement else 1)
+    size = eval_batch_size(split, batch_size, run_steps.count)
     for batch in batches(split, size, time_keys=task.time_keys, time_bucket=task.time_bucket):
-        m, outputs = eval_step(params, placement.shard(batch) if placement else batch, padded=is_padded(batch))
+        m, outputs = run_steps.eval(params, batch, padded=is_padded(batch))
         sums = add_sums(sums, m)
         if outputs is not None:
             sums = add_sums(sums, task.host_metrics(np.asarray(outputs), batch))

@@ -172,6 +172,10 @@ def _fit(trials: list[Trial]) -> None:
         t.record.keep_epochs_through(t.meta["epoch"])
 
     devices = jax.devices()
+    if devices[0].platform == "cpu":
+        # A population sharded over CPU devices needs collectives (all-gathers), which XLA:CPU's in-process
+        # implementation can deadlock (training/split.py); on CPU its trials run one after another anyway.
+        devices = devices[:1]
     placement = Placement(devices[:max(d for d in range(1, len(devices) + 1) if K % d == 0)])
     state = placement.shard(stack(states))
     step_keys = jnp.stack([k for _, k in keys])

@@ -6,22 +6,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
-from jax.sharding import PartitionSpec as P
 
 
-def make_train_step(model, task, tx, mesh=None):
-    """train_step(state, batch, rng, noise_std, padded=True) -> (state, metrics).
+def make_grad_step(model, task):
+    """grad_step(params, batch, rng, noise_std, padded) -> (gradient of the summed loss, metric sums).
 
-    state = {"params", "opt_state"}; the learning rate and momentum live in opt_state (injected
-    hyperparameters) and the input-noise std is an argument, so one compiled step serves any
-    values of them (population training vmaps over all three). `padded` (static: jit it with
-    static_argnames="padded") is `is_padded(batch)`: False runs the scan without masks.
-
-    With a `mesh` of several devices (axis "data"), each device takes its slice of the batch and the
-    gradients are summed once per step (`shard_map` + `psum`). Left to jit's automatic partitioning, XLA
-    all-reduces the weight gradients inside the backward scan, at every time step: measured 2x slower
-    than one device on a 2-core CPU (benchmarks/throughput.py).
+    Sums, not means, so that slices of one batch on several devices add up (training/split.py).
+    `padded` (static) is `is_padded(batch)`: False runs the scan without masks.
     """
 
     def total_loss(params, x, batch, rng, padded):
@@ -30,28 +21,39 @@ def make_train_step(model, task, tx, mesh=None):
         sums = task.metrics(outputs, batch)
         return sums["loss"][0], sums
 
-    grad_sums = local_grad_sums = jax.grad(total_loss, has_aux=True)  # (d total / d params, metric sums)
-    if mesh is not None and mesh.size > 1:
-        def local(params, x, batch, rng, padded):  # one device's slice; dropout masks differ per slice
-            grads, sums = local_grad_sums(params, x, batch, jax.random.fold_in(rng, jax.lax.axis_index("data")), padded)
-            flat, unflatten = ravel_pytree((grads, sums))  # one buffer: XLA:CPU meets once per operand
-            return unflatten(jax.lax.psum(flat, "data"))
-
-        def grad_sums(params, x, batch, rng, padded):
-            split = jax.shard_map(lambda *a: local(*a, padded), mesh=mesh, in_specs=(P(), P("data"), P("data"), P()),
-                                  out_specs=(P(), P()), check_vma=False)
-            return split(params, x, batch, rng)
-
-    def train_step(state, batch, rng, noise_std, padded=True):
+    def grad_step(params, batch, rng, noise_std, padded):
         noise_rng, dropout_rng = jax.random.split(rng)
         x = jax.lax.cond(  # Greff's input noise; drawing it costs ~20% of a small CPU step, so only when used
             noise_std > 0, lambda: batch["x"] + noise_std * jax.random.normal(noise_rng, batch["x"].shape), lambda: batch["x"])
-        grads, sums = grad_sums(state["params"], x, batch, dropout_rng, padded)
+        return jax.grad(total_loss, has_aux=True)(params, x, batch, dropout_rng, padded)
+
+    return grad_step
+
+
+def make_update(tx):
+    """update(state, summed gradients, metric sums) -> (state, metrics): one optimizer step on the mean loss."""
+
+    def update(state, grads, sums):
         grads = jax.tree.map(lambda g: g / sums["loss"][1], grads)  # the gradient of the mean loss
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         sums = dict(sums, grad_norm=(optax.tree.norm(grads), jnp.float32(1.0)))
         return {"params": params, "opt_state": opt_state}, sums
+
+    return update
+
+
+def make_train_step(model, task, tx):
+    """train_step(state, batch, rng, noise_std, padded=True) -> (state, metrics), on one device.
+
+    state = {"params", "opt_state"}; the learning rate and momentum live in opt_state (injected
+    hyperparameters) and the input-noise std is an argument, so one compiled step serves any
+    values of them (population training vmaps over all three). Jit it with static_argnames="padded".
+    """
+    grad_step, update = make_grad_step(model, task), make_update(tx)
+
+    def train_step(state, batch, rng, noise_std, padded=True):
+        return update(state, *grad_step(state["params"], batch, rng, noise_std, padded))
 
     return train_step
 
