@@ -24,7 +24,7 @@ from tasks.mnist import MNISTTask
 from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel
 from training.optim import make_optimizer
-from training.population import over_trials
+from training.population import over_trials, stack
 from training.split import Steps
 from training.steps import make_train_step
 
@@ -47,29 +47,38 @@ def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str
         states.append({"params": params, "opt_state": tx.init(params)})
     if K is None:  # a lone run: train.py's steps, its batch split over the devices
         return Steps(model, task, txs[0], Placement.for_batches(batch).devices), states[0], None
-    devices = jax.devices()[:1] if jax.default_backend() == "cpu" else jax.devices()  # as training.population
-    placement = Placement(devices[:max(d for d in range(1, len(devices) + 1) if K % d == 0)])
-    train_step = functools.partial(make_train_step(model, task, txs[0]), padded=False)  # full-length batches
-    state = placement.shard(jax.tree.map(lambda *xs: jnp.stack(xs), *states))
-    return jax.jit(over_trials(train_step, strategy)), state, placement
+    step = jax.jit(over_trials(functools.partial(make_train_step(model, task, txs[0]), padded=False), strategy))
+    devices = jax.devices()
+    if devices[0].platform == "cpu":  # as training.population: one sub-population per CPU device
+        n = min(len(devices), K)
+        parts = [(jax.device_put(stack(states[i::n]), devices[i]), Placement([devices[i]])) for i in range(n)]
+    else:  # one population, its trial axis sharded over the devices
+        placement = Placement(devices[:max(d for d in range(1, len(devices) + 1) if K % d == 0)])
+        parts = [(placement.shard(stack(states)), placement)]
+    return step, [state for state, _ in parts], [placement for _, placement in parts]
 
 
 def measure(cell: str, hidden: int, batch: int, K: int, steps: int, strategy: str = "auto") -> dict:
-    step, state, placement = population_step_fn(cell, hidden, batch, K, strategy)
+    step, state, placements = population_step_fn(cell, hidden, batch, K, strategy)
     rng = np.random.default_rng(0)
-    lead = () if K is None else (K,)
-    b = {"x": rng.random(lead + (batch, 28, 28), np.float32), "y": rng.integers(0, 10, lead + (batch,)).astype(np.int32),
-         "lengths": np.full(lead + (batch,), 28, np.int32), "mask": np.ones(lead + (batch,), np.float32)}
+    b = {"x": rng.random((batch, 28, 28), np.float32), "y": rng.integers(0, 10, batch).astype(np.int32),
+         "lengths": np.full(batch, 28, np.int32), "mask": np.ones(batch, np.float32)}
     t0 = time.perf_counter()
     if K is None:
         state = step.place(state)
         call = lambda s: step.train(s, b, jax.random.key(0), np.float32(0.0), padded=False)
-        state, m = call(state)  # the first step compiles
-        jax.block_until_ready(state)
-    else:
-        args = placement.shard((b, jax.random.split(jax.random.key(0), K), jnp.zeros(K)))
-        compiled = step.lower(state, *args).compile()
-        call = lambda s: compiled(s, *args)
+    else:  # each (sub-)population reads its trials' copies of the batch; dispatching them all lets them run at once
+        args = []
+        for part, placement in zip(state, placements):
+            k = len(jax.tree.leaves(part)[0])
+            trial_batch = {key: np.broadcast_to(v, (k,) + v.shape) for key, v in b.items()}
+            where = placement.split if placement.count > 1 else placement.devices[0]
+            args.append(jax.device_put((trial_batch, jax.random.split(jax.random.key(0), k), jnp.zeros(k)), where))
+
+        def call(parts):
+            return [step(p, *a)[0] for p, a in zip(parts, args)], None
+    state, m = call(state)  # the first step compiles
+    jax.block_until_ready(state)
     compile_s = time.perf_counter() - t0
     state, m = call(state)  # warm-up
     jax.block_until_ready(state)

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def _train_group(cfgs, run_dirs) -> list[dict]:
         trials.append(trial)
     if trials:
         try:
-            _fit(trials)
+            _fit_on_devices(trials)
         except Exception as e:
             for t in trials:
                 if t.result["status"] == "running":
@@ -143,8 +144,32 @@ def stack_batches(batch_list, time_keys) -> dict:
     return {k: np.stack([b[k] for b in padded]) for k in padded[0]}
 
 
-def _fit(trials: list[Trial]) -> None:
+def _fit_on_devices(trials: list[Trial]) -> None:
+    """On several CPU devices, one sub-population per device, each trained by its own thread.
+
+    The trials are independent, so the sub-populations never exchange anything: no collective
+    operation, which XLA:CPU's in-process implementation can deadlock (training/split.py). Elsewhere
+    one population spans all devices, its trial axis sharded.
+    """
+    devices = jax.devices()
+    if devices[0].platform != "cpu" or len(devices) == 1 or len(trials) == 1:
+        return _fit(trials)
+    n = min(len(devices), len(trials))
+
+    def fit_on(i):
+        group = trials[i::n]
+        with jax.default_device(devices[i]):  # thread-local: this thread's arrays and programs live there
+            _fit(group, [devices[i]], f"population of {len(trials)}, part {i + 1}/{n} ({len(group)} on cpu:{i})")
+
+    with ThreadPoolExecutor(n) as pool:
+        futures = [pool.submit(fit_on, i) for i in range(n)]
+    for f in futures:
+        f.result()  # re-raises a sub-population's error; the others have finished by now
+
+
+def _fit(trials: list[Trial], devices=None, name: str | None = None) -> None:
     cfg0, K = trials[0].cfg, len(trials)
+    name = name or f"population of {K}"  # for progress bars and log lines
     task = make_task(cfg0.task)
     loaded: dict = {}  # data loaded once per distinct seed (generated tasks depend on it)
 
@@ -171,11 +196,7 @@ def _fit(trials: list[Trial]) -> None:
     for t in trials:
         t.record.keep_epochs_through(t.meta["epoch"])
 
-    devices = jax.devices()
-    if devices[0].platform == "cpu":
-        # A population sharded over CPU devices needs collectives (all-gathers), which XLA:CPU's in-process
-        # implementation can deadlock (training/split.py); on CPU its trials run one after another anyway.
-        devices = devices[:1]
+    devices = devices or jax.devices()
     placement = Placement(devices[:max(d for d in range(1, len(devices) + 1) if K % d == 0)])
     state = placement.shard(stack(states))
     step_keys = jnp.stack([k for _, k in keys])
@@ -205,7 +226,7 @@ def _fit(trials: list[Trial]) -> None:
         steps = min(steps, cfg0.max_steps_per_epoch)
     started = time.time() - trials[0].meta["wall_seconds"]
     for t, s in zip(trials, states):
-        t.result.update(num_params=count_params(s["params"]), objective=dict(zip(("name", "mode"), task.objective)))
+        t.result.update(device_count=placement.count, num_params=count_params(s["params"]), objective=dict(zip(("name", "mode"), task.objective)))
 
     for epoch in range(trials[0].meta["epoch"] + 1, cfg0.epochs + 1):
         t0, sums, live = time.time(), {}, [t for t in trials if t.result["status"] == "running"]
@@ -213,7 +234,7 @@ def _fit(trials: list[Trial]) -> None:
             break
         streams = [batches(s["train"], cfg0.batch_size, rng=np.random.default_rng([t.cfg.seed, epoch]), drop_last=True,
                            time_keys=task.time_keys, time_bucket=task.time_bucket) for t, s in zip(trials, splits)]
-        for i, batch_list in enumerate(tqdm(zip(*streams), total=steps, desc=f"population of {K}, epoch {epoch}/{cfg0.epochs}",
+        for i, batch_list in enumerate(tqdm(zip(*streams), total=steps, desc=f"{name}, epoch {epoch}/{cfg0.epochs}",
                                             leave=False, disable=None)):
             if i == steps:
                 break
@@ -244,7 +265,7 @@ def _fit(trials: list[Trial]) -> None:
                 t.meta["best"] = {"epoch": epoch, "valid": valid[k], "test": test[k]}
             t.meta["epoch"], t.meta["wall_seconds"] = epoch, time.time() - started
             ckpts[k].save(epoch, unstack(state, k), t.meta)
-        log.info("population of %d, epoch %d: %d trials alive, %.1fs, %.0f seq/s in all", K, epoch,
+        log.info("%s, epoch %d: %d trials alive, %.1fs, %.0f seq/s in all", name, epoch,
                  int(alive_host.sum()), time.time() - t0, K * steps * cfg0.batch_size / train_seconds)
     for c in ckpts:
         c.close()
