@@ -22,7 +22,7 @@ import numpy as np
 
 from tasks.mnist import MNISTTask
 from training.devices import Placement, configure_cpu_devices
-from training.model import SequenceModel
+from training.model import SequenceModel, resolve_hoist
 from training.optim import make_optimizer
 from training.population import over_trials, stack
 from training.split import Steps
@@ -32,8 +32,7 @@ from training.steps import make_train_step
 def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str):
     """The population's jitted train step and stacked state; K=None: a lone run's step and state."""
     task = MNISTTask()
-    model = SequenceModel(cell=cell, hidden=hidden, output_size=10,
-                          hoist_projection=jax.default_backend() != "cpu")
+    model = SequenceModel(cell=cell, hidden=hidden, output_size=10, hoist_projection=resolve_hoist("auto"))
 
     class Adam:  # the optimizer config train.py would pass
         name, b1, b2, eps = "adam", 0.9, 0.999, 1e-8
@@ -46,14 +45,14 @@ def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str
         params = model.init(jax.random.key(k), x)
         states.append({"params": params, "opt_state": tx.init(params)})
     if K is None:  # a lone run: train.py's steps, its batch split over the devices
-        return Steps(model, task, txs[0], Placement.for_batches(batch).devices), states[0], None
+        return Steps(model, task, txs[0], Placement.for_sizes(batch).devices), states[0], None
     step = jax.jit(over_trials(functools.partial(make_train_step(model, task, txs[0]), padded=False), strategy))
     devices = jax.devices()
     if devices[0].platform == "cpu":  # as training.population: one sub-population per CPU device
         n = min(len(devices), K)
         parts = [(jax.device_put(stack(states[i::n]), devices[i]), Placement([devices[i]])) for i in range(n)]
     else:  # one population, its trial axis sharded over the devices
-        placement = Placement(devices[:max(d for d in range(1, len(devices) + 1) if K % d == 0)])
+        placement = Placement.for_sizes(K, what="trials", devices=devices)
         parts = [(placement.shard(stack(states)), placement)]
     return step, [state for state, _ in parts], [placement for _, placement in parts]
 

@@ -117,7 +117,7 @@ def timed_loop(step, state, args) -> tuple[Callable[[int], None], float]:
 def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
     """train.py's own steps (training.split.Steps: each batch split over the devices the batch size
     divides over); returns (run(n), seconds of the first step, which compiles)."""
-    steps = Steps(model, MNISTTask(), tx, Placement.for_batches(B).devices)
+    steps = Steps(model, MNISTTask(), tx, Placement.for_sizes(B).devices)
     params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
     holder = [steps.place({"params": params, "opt_state": tx.init(params)})]
     args = (random_batch(T, D, B), jax.random.key(1), np.float32(0.0))

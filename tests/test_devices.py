@@ -97,9 +97,9 @@ def test_the_cpu_device_count_is_fixed_once_jax_has_started(caplog):
     assert available_cores() >= 1
 
 
-@pytest.mark.parametrize("setting", [0, -2])
-def test_a_cpu_device_count_below_one_is_refused(setting):
-    with pytest.raises(ValueError, match="choose auto or a whole number >= 1"):
+@pytest.mark.parametrize("setting", [0, -2, "many", True])
+def test_a_cpu_device_setting_other_than_auto_or_a_whole_number_from_one_is_refused(setting):
+    with pytest.raises(ValueError, match=r"choose auto \(one per core\) or a whole number >= 1"):
         configure_cpu_devices(setting)
 
 

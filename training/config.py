@@ -65,6 +65,7 @@ OmegaConf.register_new_resolver("one_minus", lambda x: 1.0 - float(x), replace=T
 
 def check_config(cfg) -> None:
     """Refuse values the types allow but training cannot use, naming what is accepted."""
+    from training.devices import cpu_device_count
     from training.tracking import MODES
     from variants import CELLS, INITIALIZERS
 
@@ -87,9 +88,10 @@ def check_config(cfg) -> None:
         problems.append(f"wandb.mode={cfg.wandb.mode!r}; choose one of {', '.join(MODES)}")
     if cfg.speed.hoist_projection not in (True, False, "auto"):
         problems.append(f"speed.hoist_projection={cfg.speed.hoist_projection!r}; choose true, false or auto")
-    cpu = cfg.speed.cpu_devices
-    if cpu != "auto" and not (isinstance(cpu, int) and not isinstance(cpu, bool) and cpu >= 1):
-        problems.append(f"speed.cpu_devices={cpu!r}; choose auto (one per core) or a whole number >= 1")
+    try:
+        cpu_device_count(cfg.speed.cpu_devices)
+    except ValueError as e:
+        problems.append(str(e))
     if cfg.platform not in (None, "cpu", "gpu", "tpu"):
         problems.append(f"platform={cfg.platform!r}; choose null (JAX's default), cpu, gpu or tpu")
     if problems:

@@ -1,7 +1,7 @@
 """Which local devices a run or a population uses, and how many CPU devices XLA makes.
 
 A single run splits each batch over the devices its batch sizes divide evenly over
-(`Placement.for_batches`; the steps are training/split.py's). A population shards its trials' axis
+(`Placement.for_sizes`; the steps are training/split.py's). A population shards its trials' axis
 over a mesh of the devices (`Placement`, axis "data"; on GPU/TPU only, see training/population.py).
 
 On CPU the devices are a choice: XLA:CPU runs a recurrent step's many small kernels on one core
@@ -29,15 +29,22 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_device_count(setting) -> int:
+    """The count `speed.cpu_devices` asks for: "auto" is one per available core."""
+    if setting in (None, "auto"):
+        return available_cores()
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        return setting
+    raise ValueError(f"speed.cpu_devices={setting!r}; choose auto (one per core) or a whole number >= 1")
+
+
 def configure_cpu_devices(setting) -> int:
     """Give XLA:CPU `setting` devices ("auto": one per available core) and return the count in effect.
 
     Must run before JAX starts its backends; a process whose backends already run keeps its count
     (a warning says so when it differs), since the count is fixed for the life of a process.
     """
-    wanted = available_cores() if setting in (None, "auto") else int(setting)
-    if wanted < 1:
-        raise ValueError(f"speed.cpu_devices={setting!r}; choose auto or a whole number >= 1")
+    wanted = cpu_device_count(setting)
     try:
         jax.config.update("jax_num_cpu_devices", wanted)
     except RuntimeError:
@@ -61,14 +68,13 @@ class Placement:
         return len(self.devices)
 
     @classmethod
-    def for_batches(cls, *sizes: int, platform: str | None = None) -> "Placement":
-        """The most devices (a prefix of the platform's) over which every batch size splits evenly."""
-        devices = jax.devices(platform) if platform else jax.devices()
+    def for_sizes(cls, *sizes: int, what: str = "batch sizes", devices=None, platform: str | None = None) -> "Placement":
+        """The most devices (a prefix of `devices`, default the platform's) over which every size splits evenly."""
+        devices = list(devices or (jax.devices(platform) if platform else jax.devices()))
         count = max(d for d in range(1, len(devices) + 1) if all(s % d == 0 for s in sizes))
         if count < len(devices):
-            log.warning("batch sizes %s split evenly over %d of the %d %s devices; using %d (a multiple of %d "
-                        "uses them all)", "/".join(map(str, sizes)), count, len(devices), devices[0].platform,
-                        count, len(devices))
+            log.warning("%s %s split evenly over %d of the %d %s devices; using %d (a multiple of %d uses them all)",
+                        what, "/".join(map(str, sizes)), count, len(devices), devices[0].platform, count, len(devices))
         return cls(devices[:count])
 
     def shard(self, tree):

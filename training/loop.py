@@ -87,7 +87,7 @@ def fit(cfg, record: RunRecord, tracker: Tracker, result: dict) -> dict:
     init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
     x0, len0 = splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1]
     params = model.init(init_key, x0, len0)
-    devices = Placement.for_batches(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform).devices
+    devices = Placement.for_sizes(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform).devices
     run_steps = Steps(model, task, tx, devices)  # each batch split over the devices
     state = run_steps.place({"params": params, "opt_state": tx.init(params)})
     meta = {"epoch": 0, "step": 0, "best": None, "wall_seconds": 0.0}

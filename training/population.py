@@ -197,7 +197,7 @@ def _fit(trials: list[Trial], devices=None, name: str | None = None) -> None:
         t.record.keep_epochs_through(t.meta["epoch"])
 
     devices = devices or jax.devices()
-    placement = Placement(devices[:max(d for d in range(1, len(devices) + 1) if K % d == 0)])
+    placement = Placement.for_sizes(K, what="trials", devices=devices)
     state = placement.shard(stack(states))
     step_keys = jnp.stack([k for _, k in keys])
     noise = jnp.asarray([t.cfg.input_noise for t in trials], jnp.float32)
