@@ -102,10 +102,11 @@ def test_every_value_a_grid_preset_sweeps_is_a_valid_config():
                 check_config(compose_preset(name, [f"{key}={value}"]))
 
 
-def test_the_tutorial_preset_is_the_tutorials_comparison():
+def test_the_tutorial_preset_is_the_tutorials_comparison_for_all_eleven_cells_and_three_seeds():
+    from variants import CELLS
+
     jobs = [as_dict(t) for t in trials("tutorial")]
-    assert sorted({(j["cell"], j["seed"]) for j in jobs}) == sorted(
-        (c, s) for c in ("srn", "np", "gru", "v") for s in ("0", "1", "2"))
+    assert sorted({(j["cell"], j["seed"]) for j in jobs}) == sorted((c, s) for c in CELLS for s in ("0", "1", "2"))
     cfg = compose_preset("tutorial")
     assert (cfg.task.name, cfg.task.layout, cfg.epochs, cfg.hidden, cfg.lr, cfg.optimizer.name) == \
         ("mnist", "rows", 20, 128, 1e-3, "adam")
