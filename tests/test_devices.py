@@ -18,6 +18,7 @@ from training.devices import available_cores, configure_cpu_devices
 from training.population import train_population
 
 POP = [f"lr={lr}" for lr in ("1e-3", "1e-2", "3e-2", "3e-3")]
+NOISY = ["input_noise=0.5", "layers=2", "dropout=0.3", "epochs=2"]  # every random draw a run makes
 
 FOUR_DEVICES = textwrap.dedent("""
     import sys
@@ -33,8 +34,10 @@ FOUR_DEVICES = textwrap.dedent("""
     train(compose_config("epochs=1"), out + "/sharded")
     train_population([compose_config(o, "epochs=1") for o in %r], [f"{out}/pop{k}" for k in range(4)])
     train(compose_config("batch_size=18", "eval_batch_size=18"), out + "/eighteen")
+    train(compose_config(*%r), out + "/noisy4")
+    train(compose_config(*%r, "batch_size=10", "eval_batch_size=10"), out + "/noisy2")
 
-""" % (POP,))
+""" % (POP, NOISY, NOISY))
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,21 @@ def test_a_run_split_over_four_devices_equals_the_single_device_run(four_device_
     assert sharded["platform"] == single["platform"] == "cpu"
     assert sharded["test"]["mse"] == pytest.approx(single["test"]["mse"], rel=1e-5)
     assert sharded["final"]["train"]["loss"] == pytest.approx(single["final"]["train"]["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("devices, batch", [(4, 16), (2, 10)])
+def test_input_noise_and_dropout_give_the_same_numbers_on_one_two_or_four_devices(four_device_runs, tmp_path, devices, batch):
+    """Noise and dropout are drawn per example (keyed by its row in the batch), never per device slice."""
+    out, _ = four_device_runs
+    split = result(out / f"noisy{devices}")
+    single = train(compose_config(*NOISY, f"batch_size={batch}", f"eval_batch_size={batch}"), tmp_path)
+    assert (split["device_count"], single["device_count"]) == (devices, 1)
+    split_lines = [json.loads(l) for l in (out / f"noisy{devices}" / "metrics.jsonl").read_text().splitlines()]
+    single_lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for a, b in zip(split_lines, single_lines, strict=True):
+        for part in ("train", "valid", "test"):
+            assert a[part]["loss"] == pytest.approx(b[part]["loss"], rel=1e-5), (a["epoch"], part)
 
 
 @pytest.mark.slow

@@ -28,13 +28,15 @@ class SequenceModel(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, lengths: jax.Array | None = None, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, lengths: jax.Array | None = None, train: bool = False,
+                 rows: jax.Array | None = None) -> jax.Array:
+        """rows: each example's row number in the whole batch (dropout is keyed by it; default 0..B-1)."""
         switches = dict(self.switches or {})
         stack = RecurrentStack(
             lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype, self.kernel_init, self.recurrent_init),
             self.layers, self.bidirectional, self.dropout, self.unroll, self.hoist_projection,
         )
-        outputs, last = stack(x, lengths, train)
+        outputs, last = stack(x, lengths, train, rows)
         features = last if self.readout == "last" else outputs  # [B, dirs·H] or [B, T, dirs·H]
         return nn.Dense(self.output_size, name="head")(features)
 

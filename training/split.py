@@ -41,8 +41,8 @@ class Steps:
         self._grad_step = grad_step
         self._unravel_params = self._unravel_parts = None  # flat vector -> params, -> (grads, sums): set by the first step
 
-        def slice_grads(flat_params, batch, rng, index, noise_std, padded):  # dropout and noise differ per slice
-            grads, sums = grad_step(self._unravel_params(flat_params), batch, jax.random.fold_in(rng, index), noise_std, padded)
+        def slice_grads(flat_params, batch, rng, first_row, noise_std, padded):  # noise and dropout keyed by row
+            grads, sums = grad_step(self._unravel_params(flat_params), batch, rng, noise_std, padded, first_row)
             return ravel_pytree((grads, sums))[0]  # one array to copy between devices
 
         def add_and_update(state, flat_parts):
@@ -72,7 +72,9 @@ class Steps:
             self._learn_shapes(state["params"], slices[0], rng, noise_std, padded)
         flat = self._flat[1] if self._flat[0] is state["params"] else self._ravel(state["params"])
         copies = [flat] + [jax.device_put(flat, d) for d in self.devices[1:]]
-        parts = [self._grads(p, b, rng, np.int32(i), noise_std, padded=padded) for i, (p, b) in enumerate(zip(copies, slices))]
+        size = len(batch["lengths"]) // self.count
+        parts = [self._grads(p, b, rng, np.int32(i * size), noise_std, padded=padded)
+                 for i, (p, b) in enumerate(zip(copies, slices))]
         home = self.devices[0]
         state, metrics, flat = self._update(state, [parts[0]] + [jax.device_put(part, home) for part in parts[1:]])
         self._flat = (state["params"], flat)  # the next step's parameters, already flat

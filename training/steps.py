@@ -9,25 +9,36 @@ import optax
 
 
 def make_grad_step(model, task):
-    """grad_step(params, batch, rng, noise_std, padded) -> (gradient of the summed loss, metric sums).
+    """grad_step(params, batch, rng, noise_std, padded, first_row=0) -> (gradient of the summed loss, metric sums).
 
     Sums, not means, so that slices of one batch on several devices add up (training/split.py).
-    `padded` (static) is `is_padded(batch)`: False runs the scan without masks.
+    `padded` (static) is `is_padded(batch)`: False runs the scan without masks. Input noise and
+    dropout are drawn per example from (rng, the example's row in the whole batch): a slice starting
+    at row `first_row` draws exactly what those rows draw in the whole batch, so a run's numbers do
+    not depend on how many devices split its batches.
     """
 
-    def total_loss(params, x, batch, rng, padded):
+    def total_loss(params, x, batch, rng, rows, padded):
         lengths = batch["lengths"] if padded else None  # None: the scan skips masking
-        outputs = model.apply(params, x, lengths, train=True, rngs={"dropout": rng})
+        outputs = model.apply(params, x, lengths, train=True, rows=rows, rngs={"dropout": rng})
         sums = task.metrics(outputs, batch)
         return sums["loss"][0], sums
 
-    def grad_step(params, batch, rng, noise_std, padded):
+    def grad_step(params, batch, rng, noise_std, padded, first_row=0):
         noise_rng, dropout_rng = jax.random.split(rng)
+        rows = first_row + jnp.arange(batch["x"].shape[0])
         x = jax.lax.cond(  # Greff's input noise; drawing it costs ~20% of a small CPU step, so only when used
-            noise_std > 0, lambda: batch["x"] + noise_std * jax.random.normal(noise_rng, batch["x"].shape), lambda: batch["x"])
-        return jax.grad(total_loss, has_aux=True)(params, x, batch, dropout_rng, padded)
+            noise_std > 0, lambda: batch["x"] + noise_std * example_normal(noise_rng, rows, batch["x"].shape[1:]),
+            lambda: batch["x"])
+        return jax.grad(total_loss, has_aux=True)(params, x, batch, dropout_rng, rows, padded)
 
     return grad_step
+
+
+def example_normal(key, rows, shape):
+    """Standard normal noise [len(rows), *shape], each example's drawn from (key, its row number)."""
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, rows)
+    return jax.vmap(lambda k: jax.random.normal(k, shape))(keys)
 
 
 def make_update(tx):

@@ -75,11 +75,20 @@ class RNN(nn.Module):
         return carry, ys
 
 
+def example_dropout(x: Array, rate: float, key: Array, rows: Array) -> Array:
+    """Inverted dropout whose mask for an example depends only on (key, its row number `rows[b]`):
+    splitting a batch over devices, or computing it whole, draws every example the same mask."""
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, rows)
+    keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate, x.shape[1:]))(keys)
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
 class RecurrentStack(nn.Module):
     """Stacked (optionally bidirectional) recurrent layers with dropout between them.
 
     Returns (outputs [B, T, dirs·H] of the top layer, last [B, dirs·H]: the top layer's output after
-    reading each whole sequence, forward and, if bidirectional, backward).
+    reading each whole sequence, forward and, if bidirectional, backward). Dropout draws from the
+    "dropout" rng per example, keyed by its row number in the whole batch (`rows`, default 0..B-1).
     """
 
     make_cell: Callable[[], nn.Module]  # a fresh cell per layer and direction
@@ -90,11 +99,12 @@ class RecurrentStack(nn.Module):
     hoist_projection: bool = False
 
     @nn.compact
-    def __call__(self, x: Array, lengths: Optional[Array] = None, train: bool = False):
+    def __call__(self, x: Array, lengths: Optional[Array] = None, train: bool = False, rows: Optional[Array] = None):
         directions = (False, True) if self.bidirectional else (False,)
         for layer in range(self.layers):
-            if layer > 0 and self.dropout > 0:
-                x = nn.Dropout(self.dropout, deterministic=not train)(x)
+            if layer > 0 and self.dropout > 0 and train:
+                rows = jnp.arange(x.shape[0]) if rows is None else rows
+                x = example_dropout(x, self.dropout, self.make_rng("dropout"), rows)
             outs, lasts = [], []
             for reverse in directions:
                 name = f"layer{layer}_{'backward' if reverse else 'forward'}"
