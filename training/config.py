@@ -45,6 +45,7 @@ class Schema:
     input_noise: float = MISSING
     grad_clip: Optional[float] = None
     epochs: int = MISSING
+    patience: Optional[int] = None
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
     max_steps_per_epoch: Optional[int] = None
@@ -61,6 +62,20 @@ ConfigStore.instance().store(name="odyssey_schema", node=Schema)
 # preset (sweeps/random_search.yaml) samples `optimizer.one_minus_momentum` and sets
 # `optimizer.momentum: ${one_minus:${.one_minus_momentum}}` (each record keeps both values).
 OmegaConf.register_new_resolver("one_minus", lambda x: 1.0 - float(x), replace=True)
+
+
+def available_platforms() -> list[str]:
+    """The backends JAX can start here (cpu always; gpu or tpu where their plugins and devices are)."""
+    import jax
+
+    found = []
+    for name in ("cpu", "gpu", "tpu"):
+        try:
+            jax.devices(name)
+            found.append(name)
+        except RuntimeError:
+            pass
+    return found
 
 
 def check_config(cfg) -> None:
@@ -82,8 +97,17 @@ def check_config(cfg) -> None:
         problems.append(f"lr must be positive, got {cfg.lr}")
     if not 0 <= cfg.dropout < 1:
         problems.append(f"dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.input_noise < 0:
-        problems.append(f"input_noise is a standard deviation and must be >= 0, got {cfg.input_noise}")
+    if not 0 <= cfg.input_noise < float("inf"):  # also refuses nan
+        problems.append(f"input_noise is a standard deviation and must be a finite number >= 0, got {cfg.input_noise}")
+    for key in ("max_steps_per_epoch", "patience"):
+        if cfg.get(key) is not None and cfg[key] < 1:
+            problems.append(f"{key} must be a whole number >= 1, or null (off), got {cfg[key]}")
+    if cfg.grad_clip is not None and not 0 < cfg.grad_clip < float("inf"):
+        problems.append(f"grad_clip is a global norm and must be > 0, or null (no clipping), got {cfg.grad_clip}")
+    if cfg.speed.unroll < 1:
+        problems.append(f"speed.unroll must be a whole number >= 1 (time steps per scan iteration), got {cfg.speed.unroll}")
+    if cfg.speed.dtype not in ("float32", "bfloat16", "float16"):
+        problems.append(f"speed.dtype={cfg.speed.dtype!r}; choose float32, bfloat16 or float16")
     if cfg.wandb.mode not in MODES:
         problems.append(f"wandb.mode={cfg.wandb.mode!r}; choose one of {', '.join(MODES)}")
     if cfg.speed.hoist_projection not in (True, False, "auto"):
@@ -92,7 +116,8 @@ def check_config(cfg) -> None:
         cpu_device_count(cfg.speed.cpu_devices)
     except ValueError as e:
         problems.append(str(e))
-    if cfg.platform not in (None, "cpu", "gpu", "tpu"):
-        problems.append(f"platform={cfg.platform!r}; choose null (JAX's default), cpu, gpu or tpu")
+    if cfg.platform is not None and cfg.platform not in available_platforms():
+        problems.append(f"platform={cfg.platform!r}; this machine's JAX has {', '.join(available_platforms())} "
+                        "(or null: JAX's default)")
     if problems:
         raise ValueError("Bad config: " + "; ".join(problems) + ".")
