@@ -5,6 +5,7 @@ Records land in Hydra's output directory (see README: "What a run leaves").
 """
 
 import logging
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -19,14 +20,19 @@ log = logging.getLogger("odyssey")
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg) -> float | None:
     hc = HydraConfig.get()
-    configure_cpu_devices(cfg.speed.cpu_devices)  # before JAX starts: the device count is fixed per process
+    try:
+        configure_cpu_devices(cfg.speed.cpu_devices)  # before JAX starts: the device count is fixed per process
+    except ValueError:
+        pass  # training.train's config check refuses it and records the trial as failed
     try:
         result = training.train(cfg, run_dir=hc.runtime.output_dir)
+    except ValueError:  # bad config or data: already logged in one line; result.json holds the traceback
+        if hc.mode != RunMode.MULTIRUN:
+            sys.exit(1)
+        return None  # in a sweep the trial is recorded and the sweep goes on
     except Exception:
         if hc.mode != RunMode.MULTIRUN:
             raise
-        # in a sweep, a crashed trial is recorded as failed (result.json) and the sweep goes on
-        log.exception("trial failed; recorded in %s/result.json", hc.runtime.output_dir)
         return None
     test = result.get("test") or {}
     return test.get(result["objective"]["name"])  # what an optimizing sweeper would read

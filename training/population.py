@@ -13,10 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
@@ -25,15 +22,12 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from tasks import batches, eval_batch_size, make_task, num_batches
-from training.checkpoint import Checkpoints
+from tasks import batches, eval_batch_size, make_task
 from training.devices import Placement
-from training.loop import add_sums, begin_run, final_fields, flatten, is_better, mark_failed, means
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
-from training.records import RunRecord
-from training.steps import is_padded, make_eval_step, make_train_step
-from training.tracking import Tracker
+from training.run import Run, begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
+from training.steps import add_sums, is_padded, make_eval_step, make_train_step, means
 
 log = logging.getLogger("odyssey")
 
@@ -60,15 +54,6 @@ def group_by_shape(cfgs) -> list[list[int]]:
     return list(groups.values())
 
 
-@dataclass
-class Trial:
-    cfg: object
-    record: RunRecord
-    result: dict
-    tracker: Tracker | None = None
-    meta: dict = field(default_factory=lambda: {"epoch": 0, "step": 0, "best": None, "wall_seconds": 0.0})
-
-
 def train_population(cfgs, run_dirs, max_size: int | None = None) -> list[dict]:
     """Train every config, grouped by shape into populations of at most `max_size`; one result each."""
     results: list[dict | None] = [None] * len(cfgs)
@@ -82,25 +67,22 @@ def train_population(cfgs, run_dirs, max_size: int | None = None) -> list[dict]:
 
 
 def _train_group(cfgs, run_dirs) -> list[dict]:
-    out, trials = [], []
+    out, runs = [], []
     for cfg, run_dir in zip(cfgs, run_dirs):
-        record, result, done = begin_run(cfg, run_dir, population_size=len(cfgs))
-        out.append(result)
-        if done:
-            continue
-        trial = Trial(cfg, record, result, Tracker(cfg, run_dir, result["config"], run_id=result["wandb_id"]))
-        result["wandb_id"] = trial.tracker.id
-        record.write_result(result)
-        trials.append(trial)
-    if trials:
-        try:
-            _fit_on_devices(trials)
-        except Exception as e:
-            for t in trials:
-                if t.result["status"] == "running":
-                    mark_failed(t.record, t.result, e)
-                    t.tracker.finish(failed=True)
-            raise
+        run, done = begin_run(cfg, run_dir, population_size=len(cfgs))
+        out.append(run.result)
+        if not done:
+            runs.append(run)
+    try:
+        for run in runs:
+            start_tracking(run)
+        if runs:
+            _fit_on_devices(runs)
+    except Exception as e:
+        for run in runs:
+            if run.running:
+                mark_failed(run, e)
+        raise
     return out  # the trials' result dicts, updated in place as they finished
 
 
@@ -144,7 +126,7 @@ def stack_batches(batch_list, time_keys) -> dict:
     return {k: np.stack([b[k] for b in padded]) for k in padded[0]}
 
 
-def _fit_on_devices(trials: list[Trial]) -> None:
+def _fit_on_devices(runs: list[Run]) -> None:
     """On several CPU devices, one sub-population per device, each trained by its own thread.
 
     The trials are independent, so the sub-populations never exchange anything: no collective
@@ -152,14 +134,13 @@ def _fit_on_devices(trials: list[Trial]) -> None:
     one population spans all devices, its trial axis sharded.
     """
     devices = jax.devices()
-    if devices[0].platform != "cpu" or len(devices) == 1 or len(trials) == 1:
-        return _fit(trials)
-    n = min(len(devices), len(trials))
+    if devices[0].platform != "cpu" or len(devices) == 1 or len(runs) == 1:
+        return _fit(runs)
+    n = min(len(devices), len(runs))
 
     def fit_on(i):
-        group = trials[i::n]
         with jax.default_device(devices[i]):  # thread-local: this thread's arrays and programs live there
-            _fit(group, [devices[i]], f"population of {len(trials)}, part {i + 1}/{n} ({len(group)} on cpu:{i})")
+            _fit(runs[i::n], [devices[i]], f"population of {len(runs)}, part {i + 1}/{n} ({len(runs[i::n])} on cpu:{i})")
 
     with ThreadPoolExecutor(n) as pool:
         futures = [pool.submit(fit_on, i) for i in range(n)]
@@ -167,131 +148,100 @@ def _fit_on_devices(trials: list[Trial]) -> None:
         f.result()  # re-raises a sub-population's error; the others have finished by now
 
 
-def _fit(trials: list[Trial], devices=None, name: str | None = None) -> None:
-    cfg0, K = trials[0].cfg, len(trials)
-    name = name or f"population of {K}"  # for progress bars and log lines
-    task = make_task(cfg0.task)
-    loaded: dict = {}  # data loaded once per distinct seed (generated tasks depend on it)
+def _fit(runs: list[Run], devices=None, name: str | None = None) -> None:
+    engine = PopulationSteps(runs, devices or jax.devices(), name or f"population of {len(runs)}")
+    run_epochs(runs, engine, engine.task.objective, len(runs) * engine.steps * runs[0].cfg.batch_size, engine.name)
 
-    def load(seed):
-        if seed not in loaded:
-            loaded[seed] = task.load(cfg0.data_dir, seed)
-        return loaded[seed]
 
-    splits = [load(t.cfg.seed) for t in trials]
-    model = model_from_config(cfg0, task)
-    txs = [make_optimizer(t.cfg.optimizer, t.cfg.lr, t.cfg.grad_clip) for t in trials]
-    keys = [jax.random.split(jax.random.key(t.cfg.seed)) for t in trials]
-    x0, len0 = splits[0]["train"]["x"][:1].astype(np.float32), splits[0]["train"]["lengths"][:1]
-    states = []
-    for (init_key, _), tx in zip(keys, txs):
-        params = model.init(init_key, x0, len0)
-        states.append({"params": params, "opt_state": tx.init(params)})
+class PopulationSteps:
+    """K trials' epochs as one compiled program (training/run.py's Engine, for the K runs)."""
 
-    ckpts = [Checkpoints(t.record.dir / "checkpoints") for t in trials]
-    latest = [c.latest_epoch() for c in ckpts]
-    if all(e is not None and e == latest[0] for e in latest):  # populations move in lockstep
-        for k, (t, c) in enumerate(zip(trials, ckpts)):
-            states[k], t.meta = c.restore(latest[0], states[k])
-    for t in trials:
-        t.record.keep_epochs_through(t.meta["epoch"])
+    def __init__(self, runs: list[Run], devices, name: str):
+        cfg0, K = runs[0].cfg, len(runs)
+        self.runs, self.cfg, self.K, self.name = runs, cfg0, K, name
+        self.task = task = make_task(cfg0.task)
+        loaded: dict = {}  # data loaded once per distinct seed (generated tasks depend on it)
+        for r in runs:
+            if r.cfg.seed not in loaded:
+                loaded[r.cfg.seed] = task.load(cfg0.data_dir, r.cfg.seed)
+        self.splits = [loaded[r.cfg.seed] for r in runs]
+        self.shared_eval = len(loaded) == 1  # every trial evaluates the same batches
+        self.steps = steps_per_epoch(cfg0, self.splits[0]["train"])
+        model = model_from_config(cfg0, task)
+        txs = [make_optimizer(r.cfg.optimizer, r.cfg.lr, r.cfg.grad_clip) for r in runs]
+        keys = [jax.random.split(jax.random.key(r.cfg.seed)) for r in runs]
+        x0, len0 = self.splits[0]["train"]["x"][:1].astype(np.float32), self.splits[0]["train"]["lengths"][:1]
+        latest = [r.ckpt.latest_epoch() for r in runs]
+        common = latest[0] if all(e == latest[0] for e in latest) else None  # populations move in lockstep
+        states = []
+        for r, (init_key, _), tx in zip(runs, keys, txs):
+            params = model.init(init_key, x0, len0)
+            states.append(restore_latest(r, {"params": params, "opt_state": tx.init(params)}, common))
+            r.result.update(num_params=count_params(params), objective=dict(zip(("name", "mode"), task.objective)))
+        self.placement = Placement.for_sizes(K, what="trials", devices=devices)
+        for r in runs:
+            r.result["device_count"] = self.placement.count
+        self._state = self.placement.shard(stack(states))
+        self.step = runs[0].meta["step"]
+        self.noise = jnp.asarray([r.cfg.input_noise for r in runs], jnp.float32)
+        self.alive = jnp.asarray([r.running for r in runs])
+        self._train_step = self._make_train_step(model, txs[0], jnp.stack([k for _, k in keys]))
+        self._eval_step = self._make_eval_step(model)
 
-    devices = devices or jax.devices()
-    placement = Placement.for_sizes(K, what="trials", devices=devices)
-    state = placement.shard(stack(states))
-    step_keys = jnp.stack([k for _, k in keys])
-    noise = jnp.asarray([t.cfg.input_noise for t in trials], jnp.float32)
-    alive = jnp.asarray([True] * K)
-    shared_eval = all(s is splits[0] for s in splits)
+    def _make_train_step(self, model, tx, step_keys):
+        train_step, K = make_train_step(model, self.task, tx), self.K
 
-    train_step = make_train_step(model, task, txs[0])
+        @functools.partial(jax.jit, static_argnames="padded")
+        def population_step(state, batch, step_number, noise, alive, padded):
+            rngs = jax.vmap(jax.random.fold_in, (0, None))(step_keys, step_number)  # each trial's lone-run rng
+            new, sums = over_trials(lambda *a: train_step(*a, padded=padded))(state, batch, rngs, noise)
+            ok = alive & jnp.isfinite(sums["loss"][0] / sums["loss"][1])
+            keep = lambda n, o: jnp.where(ok.reshape((K,) + (1,) * (n.ndim - 1)), n, o)  # freeze the ended
+            return jax.tree.map(keep, new, state), sums, ok
 
-    @functools.partial(jax.jit, static_argnames="padded")
-    def population_step(state, batch, step_number, noise, alive, padded):
-        rngs = jax.vmap(jax.random.fold_in, (0, None))(step_keys, step_number)  # each trial's lone-run rng
-        new, sums = over_trials(lambda *a: train_step(*a, padded=padded))(state, batch, rngs, noise)
-        ok = alive & jnp.isfinite(sums["loss"][0] / sums["loss"][1])
-        keep = lambda n, o: jnp.where(ok.reshape((K,) + (1,) * (n.ndim - 1)), n, o)  # freeze the diverged
-        return jax.tree.map(keep, new, state), sums, ok
+        return population_step
 
-    eval_one = make_eval_step(model, task)
-    if shared_eval:  # every trial reads the same batch
-        eval_step = jax.jit(lambda params, batch, padded: over_trials(lambda p: eval_one(p, batch, padded))(params),
-                            static_argnames="padded")
-    else:
-        eval_step = jax.jit(lambda params, batch, padded: over_trials(lambda p, b: eval_one(p, b, padded))(params, batch),
-                            static_argnames="padded")
-    steps = num_batches(splits[0]["train"], cfg0.batch_size, drop_last=True)
-    if cfg0.max_steps_per_epoch:
-        steps = min(steps, cfg0.max_steps_per_epoch)
-    started = time.time() - trials[0].meta["wall_seconds"]
-    for t, s in zip(trials, states):
-        t.result.update(device_count=placement.count, num_params=count_params(s["params"]), objective=dict(zip(("name", "mode"), task.objective)))
+    def _make_eval_step(self, model):
+        eval_one = make_eval_step(model, self.task)
+        if self.shared_eval:  # every trial reads the same batch
+            return jax.jit(lambda params, batch, padded: over_trials(lambda p: eval_one(p, batch, padded))(params),
+                           static_argnames="padded")
+        return jax.jit(lambda params, batch, padded: over_trials(lambda p, b: eval_one(p, b, padded))(params, batch),
+                       static_argnames="padded")
 
-    for epoch in range(trials[0].meta["epoch"] + 1, cfg0.epochs + 1):
-        t0, sums, live = time.time(), {}, [t for t in trials if t.result["status"] == "running"]
-        if not live:
-            break
-        streams = [batches(s["train"], cfg0.batch_size, rng=np.random.default_rng([t.cfg.seed, epoch]), drop_last=True,
-                           time_keys=task.time_keys, time_bucket=task.time_bucket) for t, s in zip(trials, splits)]
-        for i, batch_list in enumerate(tqdm(zip(*streams), total=steps, desc=f"{name}, epoch {epoch}/{cfg0.epochs}",
-                                            leave=False, disable=None)):
-            if i == steps:
+    def train_epoch(self, epoch: int) -> list[dict]:
+        cfg, task, sums = self.cfg, self.task, {}
+        streams = [batches(s["train"], cfg.batch_size, rng=np.random.default_rng([r.cfg.seed, epoch]), drop_last=True,
+                           time_keys=task.time_keys, time_bucket=task.time_bucket) for r, s in zip(self.runs, self.splits)]
+        bar = tqdm(zip(*streams), total=self.steps, desc=f"{self.name}, epoch {epoch}/{cfg.epochs}", leave=False, disable=None)
+        for i, batch_list in enumerate(bar):
+            if i == self.steps:
                 break
-            n = trials[0].meta["step"]
             batch = stack_batches(batch_list, task.time_keys)
-            state, m, alive = population_step(state, placement.shard(batch), n, noise, alive, padded=is_padded(batch))
+            self._state, m, self.alive = self._train_step(self._state, self.placement.shard(batch), self.step, self.noise,
+                                                          self.alive, padded=is_padded(batch))
+            sums, self.step = add_sums(sums, m), self.step + 1
+        bar.close()
+        return [means(jax.tree.map(lambda x: x[k], sums)) for k in range(self.K)]
+
+    def evaluate(self, split: str) -> list[dict]:
+        task, sums, K = self.task, {}, self.K
+        split_list = [s[split] for s in self.splits]
+        size = eval_batch_size(split_list[0], self.cfg.eval_batch_size)
+        streams = [batches(s, size, time_keys=task.time_keys, time_bucket=task.time_bucket)
+                   for s in (split_list[:1] if self.shared_eval else split_list)]
+        for batch_list in zip(*streams):
+            batch = batch_list[0] if self.shared_eval else stack_batches(batch_list, task.time_keys)
+            m, outputs = self._eval_step(self._state["params"], batch, padded=is_padded(batch))
             sums = add_sums(sums, m)
-            for t in trials:
-                t.meta["step"] += 1
-        train_seconds = time.time() - t0
-        valid, test = (_evaluate(eval_step, task, state["params"], [s[name] for s in splits], cfg0.eval_batch_size, shared_eval, K)
-                       for name in ("valid", "test"))
-        alive_host = np.asarray(alive)
-        for k, t in enumerate(trials):
-            if t.result["status"] != "running":
-                continue
-            train_m = means(jax.tree.map(lambda x: x[k], sums))
-            if not alive_host[k] or not math.isfinite(train_m["loss"]):
-                t.record.log_epoch({"epoch": epoch, "train": train_m, "diverged": True})
-                _finish(t, "diverged", started)
-                continue
-            line = {"epoch": epoch, "step": t.meta["step"], "train": train_m, "valid": valid[k], "test": test[k],
-                    "train_seconds": train_seconds, "epoch_seconds": time.time() - t0,
-                    "seq_per_s": steps * cfg0.batch_size / train_seconds, "population_seq_per_s": K * steps * cfg0.batch_size / train_seconds}
-            t.record.log_epoch(line)
-            t.tracker.log(flatten(line), step=epoch)
-            if is_better(valid[k], t.meta["best"], task.objective):
-                t.meta["best"] = {"epoch": epoch, "valid": valid[k], "test": test[k]}
-            t.meta["epoch"], t.meta["wall_seconds"] = epoch, time.time() - started
-            ckpts[k].save(epoch, unstack(state, k), t.meta)
-        log.info("%s, epoch %d: %d trials alive, %.1fs, %.0f seq/s in all", name, epoch,
-                 int(alive_host.sum()), time.time() - t0, K * steps * cfg0.batch_size / train_seconds)
-    for c in ckpts:
-        c.close()
-    for t in trials:
-        if t.result["status"] == "running":
-            _finish(t, "completed", started)
+            if outputs is not None:
+                host = [task.host_metrics(np.asarray(outputs[k]), batch_list[0 if self.shared_eval else k]) for k in range(K)]
+                sums = add_sums(sums, {name: (np.array([h[name][0] for h in host]), np.array([h[name][1] for h in host]))
+                                       for name in host[0]})
+        return [means(jax.tree.map(lambda x: x[k], sums)) for k in range(K)]
 
+    def state(self, k: int):
+        return unstack(self._state, k)
 
-def _evaluate(eval_step, task, params, split_list, batch_size, shared, K) -> list[dict]:
-    sums = {}
-    size = eval_batch_size(split_list[0], batch_size)
-    streams = [batches(s, size, time_keys=task.time_keys, time_bucket=task.time_bucket)
-               for s in (split_list[:1] if shared else split_list)]
-    for batch_list in zip(*streams):
-        batch = batch_list[0] if shared else stack_batches(batch_list, task.time_keys)
-        m, outputs = eval_step(params, batch, padded=is_padded(batch))
-        sums = add_sums(sums, m)
-        if outputs is not None:
-            host = [task.host_metrics(np.asarray(outputs[k]), batch_list[0 if shared else k]) for k in range(K)]
-            sums = add_sums(sums, {name: (np.array([h[name][0] for h in host]), np.array([h[name][1] for h in host]))
-                                   for name in host[0]})
-    return [means(jax.tree.map(lambda x: x[k], sums)) for k in range(K)]
-
-
-def _finish(t: Trial, status: str, started: float) -> None:
-    t.result.update(final_fields(t.record, t.meta, status, started))
-    t.record.write_result(t.result)
-    t.tracker.summary({"status": status, "best_epoch": t.result["best_epoch"]})
-    t.tracker.finish()
+    def stop(self, k: int) -> None:
+        self.alive = self.alive.at[k].set(False)

@@ -9,9 +9,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("odyssey")
 
 FINISHED = ("completed", "diverged")  # a sweep rerun skips these; it reruns failed, running or missing
 
@@ -26,15 +30,34 @@ def read_json(path: Path) -> dict | None:
 def write_json(path: Path, obj: Any) -> None:
     """Write through a temporary file and rename, so a killed process never leaves half a record."""
     tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    tmp.write_text(dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
 
 
-def _jsonable(x):
-    if hasattr(x, "item"):
-        return x.item()
-    if hasattr(x, "tolist"):
-        return x.tolist()
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259 has no NaN or Infinity): a non-finite number is written as null, and the
+    object gains "non_finite": the dotted paths of those numbers, so nothing is silently lost."""
+    found: list[str] = []
+    clean = _strict(obj, "", found)
+    if found and isinstance(clean, dict):
+        clean["non_finite"] = sorted(set(clean.get("non_finite") or []) | set(found))
+    return json.dumps(clean, indent=indent, allow_nan=False)
+
+
+def _strict(x, path: str, found: list[str]):
+    if isinstance(x, dict):
+        return {k: _strict(v, f"{path}.{k}" if path else str(k), found) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v, f"{path}.{i}", found) for i, v in enumerate(x)]
+    if hasattr(x, "item") and getattr(x, "ndim", 0) == 0:
+        x = x.item()
+    elif hasattr(x, "tolist"):
+        return _strict(x.tolist(), path, found)
+    if isinstance(x, float) and not math.isfinite(x):
+        found.append(path)
+        return None
+    if x is None or isinstance(x, (str, int, float, bool)):
+        return x
     return str(x)
 
 
@@ -46,24 +69,34 @@ class RunRecord:
         self.result_path = self.dir / "result.json"
 
     def previous(self) -> dict | None:
+        """The record already here; an unreadable one (torn, junk) is reported and treated as none."""
+        if self.result_path.exists() and read_json(self.result_path) is None:
+            log.warning("%s is not a JSON record; it will be replaced by this run's", self.result_path)
         return read_json(self.result_path)
 
     def epochs(self) -> list[dict]:
+        """The epoch lines; a line that is not JSON (torn by a kill mid-write) is dropped with a warning."""
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        lines = []
+        for number, line in enumerate(self.metrics_path.read_text().splitlines(), 1):
+            try:
+                lines.append(json.loads(line)) if line.strip() else None
+            except json.JSONDecodeError:
+                log.warning("%s, line %d is not JSON (a run killed while writing it?); dropped", self.metrics_path, number)
+        return lines
 
     def keep_epochs_through(self, epoch: int) -> list[dict]:
         """On resume: drop lines logged after the checkpoint we resume from (they will be redone)."""
         kept = [e for e in self.epochs() if e["epoch"] <= epoch]
         tmp = Path(f"{self.metrics_path}.tmp")
-        tmp.write_text("".join(json.dumps(e, default=_jsonable) + "\n" for e in kept))
+        tmp.write_text("".join(dumps(e) + "\n" for e in kept))
         os.replace(tmp, self.metrics_path)
         return kept
 
     def log_epoch(self, line: dict) -> None:
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(line, default=_jsonable) + "\n")
+            f.write(dumps(line) + "\n")
 
     def write_result(self, result: dict) -> None:
         write_json(self.result_path, result)

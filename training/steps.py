@@ -83,3 +83,12 @@ def make_eval_step(model, task):
 def is_padded(batch) -> bool:
     """Whether any sequence of a (host) batch is shorter than the batch's time axis, so the scan must mask."""
     return bool(np.any(np.asarray(batch["lengths"]) < batch["x"].shape[-2]))
+
+
+def add_sums(sums: dict, new: dict) -> dict:
+    """Running (total, count) per metric; keys missing from `new` (e.g. host metrics) are kept."""
+    return {**sums, **{k: (sums[k][0] + v[0], sums[k][1] + v[1]) if k in sums else v for k, v in new.items()}}
+
+
+def means(sums: dict) -> dict:
+    return {k: float(total) / max(float(count), 1e-12) for k, (total, count) in sums.items()}

@@ -1,0 +1,299 @@
+"""One run's life, the same for a lone run and for every trial of a population.
+
+    begin_run   check the config and the run directory (a finished run of this config is returned as is)
+    run_epochs  the epoch loop: train, evaluate, then per run the epoch line, the best epoch, early
+                stopping, the checkpoint, the records and wandb
+    finish      result.json's final fields, wandb's summary and one closing log line
+
+Both callers hand `run_epochs` an engine that trains and evaluates their runs' parameters: a lone
+run's batches, split over devices (training/loop.py), or a population's trials, stacked along a
+leading axis (training/population.py). Everything a record holds is written here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import jax
+from omegaconf import OmegaConf
+
+from tasks import num_batches
+from training.checkpoint import Checkpoints
+from training.config import check_config
+from training.records import FINISHED, RunRecord
+from training.tracking import Tracker
+
+log = logging.getLogger("odyssey")
+
+# keys that may change when a run is resumed into the same directory; any other change is refused
+RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "platform")
+
+
+def new_meta() -> dict:
+    """What a checkpoint stores beside the state: where the run is and its best epoch so far."""
+    return {"epoch": 0, "step": 0, "best": None, "wall_seconds": 0.0}
+
+
+@dataclass
+class Run:
+    cfg: object
+    record: RunRecord
+    result: dict
+    tracker: Tracker | None = None
+    ckpt: Checkpoints | None = None
+    meta: dict = field(default_factory=new_meta)
+    finished_before: dict | None = None  # the completed/diverged record a rerun (e.g. with more epochs) started from
+
+    @property
+    def running(self) -> bool:
+        return self.result["status"] == "running"
+
+    @property
+    def name(self) -> str:
+        return self.record.dir.name
+
+
+class Engine(Protocol):
+    """What run_epochs needs from a lone run's or a population's steps (lists: one entry per run)."""
+
+    step: int  # optimizer steps taken so far (the random stream's position)
+
+    def train_epoch(self, epoch: int) -> list[dict]: ...  # train metrics per run
+    def evaluate(self, split: str) -> list[dict]: ...
+    def state(self, k: int): ...  # run k's {"params", "opt_state"}, for its checkpoint
+    def stop(self, k: int) -> None: ...  # run k has ended: leave its parameters as they are
+
+
+def begin_run(cfg, run_dir: Path, **extra) -> tuple[Run, bool]:
+    """Check the config and the run directory: (run, done).
+
+    done: the directory already holds a completed or diverged run of this exact config, and the run's
+    result is that record (a rerun, e.g. of a whole sweep, retrains nothing). Otherwise the result is
+    a new record, status "running", carrying the previous wandb run id so a resumed run continues it.
+    """
+    record = RunRecord(run_dir)
+    previous = record.previous() or {}
+    try:
+        check_config(cfg)
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as e:  # a trial that never starts still leaves its one record (unless a finished one is here)
+        if previous.get("status") not in FINISHED:
+            record.write_result({"status": "failed", "error": f"{type(e).__name__}: {e}", "run_dir": str(run_dir),
+                                 "config": OmegaConf.to_container(cfg, resolve=False)})
+        log.error("%s; nothing was trained (record: %s)", e, record.result_path)
+        raise
+    if previous.get("status") in FINISHED and previous.get("config") == resolved:
+        log.info("%s already holds a %s run of this config; nothing to do", run_dir, previous["status"])
+        return Run(cfg, record, previous), True
+    refuse_other_run(previous, resolved, run_dir)
+    result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
+              **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id")}
+    return Run(cfg, record, result, finished_before=previous if previous.get("status") in FINISHED else None), False
+
+
+def start_tracking(run: Run) -> None:
+    """Open the run's wandb run (resuming its previous one) and its checkpoints; write the running record."""
+    run.tracker = Tracker(run.cfg, run.record.dir, run.result["config"], run_id=run.result["wandb_id"])
+    run.result["wandb_id"] = run.tracker.id
+    run.record.write_result(run.result)
+    run.ckpt = Checkpoints(run.record.dir / "checkpoints")
+
+
+def restore_latest(run: Run, state, epoch: int | None | str = "latest"):
+    """The state to start from: the checkpoint of `epoch` (default: the newest that restores), or `state`
+    when there is none (or epoch is None). Epoch lines logged after it are dropped: they will be redone."""
+    if epoch == "latest":
+        found = run.ckpt.restore_newest_good(state)
+        if found is not None:
+            _, state, run.meta = found
+    elif epoch is not None:
+        state, run.meta = run.ckpt.restore(epoch, state)
+    if run.meta["epoch"]:
+        log.info("resuming %s from epoch %d", run.record.dir, run.meta["epoch"])
+    run.record.keep_epochs_through(run.meta["epoch"])
+    return state
+
+
+def steps_per_epoch(cfg, train_split) -> int:
+    steps = num_batches(train_split, cfg.batch_size, drop_last=True)
+    if cfg.max_steps_per_epoch:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    if steps == 0:
+        raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set "
+                         f"({len(train_split['lengths'])} examples); choose at most that many.")
+    return steps
+
+
+def run_epochs(runs: list[Run], engine: Engine, objective: tuple[str, str], sequences_per_epoch: int,
+               population: str | None = None) -> None:
+    """Train every run to its last epoch (all start from the same epoch: a population moves in lockstep).
+    `population` names a population in its one line per epoch."""
+    cfg = runs[0].cfg
+    started = time.time() - runs[0].meta["wall_seconds"]
+    for epoch in range(runs[0].meta["epoch"] + 1, cfg.epochs + 1):
+        live = [k for k, r in enumerate(runs) if r.running]
+        if not live:
+            break
+        t0 = time.time()
+        train = engine.train_epoch(epoch)
+        seconds = {"train_seconds": time.time() - t0}
+        for k in [k for k in live if not math.isfinite(train[k]["loss"])]:
+            log.warning("%s, epoch %d: training loss is %s; the run ends as diverged", runs[k].name, epoch, train[k]["loss"])
+            runs[k].record.log_epoch({"epoch": epoch, "train": train[k], "diverged": True})
+            engine.stop(k)
+            finish(runs[k], "diverged", started)
+        live = [k for k in live if runs[k].running]
+        valid, test = engine.evaluate("valid"), engine.evaluate("test")
+        seconds.update(epoch_seconds=time.time() - t0, seq_per_s=sequences_per_epoch / seconds["train_seconds"])
+        if population:  # every trial's line says what the whole program did
+            seconds = {**seconds, "seq_per_s": seconds["seq_per_s"] / len(runs), "population_seq_per_s": seconds["seq_per_s"]}
+        for k in live:
+            end_epoch(runs[k], epoch, engine.step, train[k], valid[k], test[k], seconds, objective, engine.state(k), started)
+            if stopped_early(runs[k], epoch):
+                engine.stop(k)
+                finish(runs[k], "completed", started, stopped_early=True)
+        if population:
+            log.info("%s, epoch %d: %d trials running, %.1fs, %.0f seq/s in all", population, epoch,
+                     sum(r.running for r in runs), seconds["epoch_seconds"], seconds["seq_per_s"])
+    for r in runs:
+        if r.running:
+            finish(r, "completed", started)
+
+
+def end_epoch(run: Run, epoch, step, train_m, valid_m, test_m, seconds, objective, state, started) -> None:
+    line = {"epoch": epoch, "step": step, "train": train_m, "valid": valid_m, "test": test_m, **seconds}
+    run.record.log_epoch(line)
+    if run.tracker is not None:
+        run.tracker.log(flatten(line), step=epoch)
+    log.info("%sepoch %d  train %s  valid %s  test %s  %.1fs  %.0f seq/s", run_prefix(run), epoch, fmt(train_m),
+             fmt(valid_m), fmt(test_m), seconds["epoch_seconds"], seconds["seq_per_s"])
+    if is_better(valid_m, run.meta["best"], objective):
+        run.meta["best"] = {"epoch": epoch, "valid": valid_m, "test": test_m}
+    run.meta.update(epoch=epoch, step=step, wall_seconds=time.time() - started)
+    run.ckpt.save(epoch, state, run.meta, best=run.meta["best"]["epoch"] == epoch)
+
+
+def stopped_early(run: Run, epoch: int) -> bool:
+    """Greff et al.'s early stopping: `patience` epochs without a better validation metric end the run."""
+    patience = run.cfg.get("patience")
+    return bool(patience) and epoch < run.cfg.epochs and epoch - run.meta["best"]["epoch"] >= patience
+
+
+def finish(run: Run, status: str, started: float, stopped_early: bool = False) -> None:
+    """Write the run's final record, close its checkpoints and wandb run, and say how it ended in one line."""
+    if run.ckpt is not None:
+        run.ckpt.close()
+    run.result.update(final_fields(run.record, run.meta, status, started), stopped_early=stopped_early)
+    run.record.write_result(run.result)
+    if run.tracker is not None:
+        run.tracker.summary(summary_values(run.result))
+        run.tracker.finish()
+    log.info(summary_line(run.result, run.record.result_path))
+
+
+def final_fields(record: RunRecord, meta: dict, status: str, started: float) -> dict:
+    """What result.json adds when a run ends: metrics at the best validation epoch and at the last."""
+    best = meta["best"] or {}
+    last = next((e for e in reversed(record.epochs()) if "valid" in e), {})
+    return {"status": status, "epochs_completed": meta["epoch"], "best_epoch": best.get("epoch"),
+            "valid": best.get("valid"), "test": best.get("test"),
+            "final": {k: last.get(k) for k in ("train", "valid", "test")}, "wall_seconds": time.time() - started}
+
+
+def summary_values(result: dict) -> dict:
+    """wandb's run summary: result.json's figures (the best validation epoch's) under the names the epoch
+    lines use, so a dashboard shows the same test metric as the record; the last epoch's under final/."""
+    values = {k: result.get(k) for k in ("status", "best_epoch", "num_params", "epochs_completed", "stopped_early")}
+    for part in ("valid", "test"):
+        values.update({f"{part}/{k}": v for k, v in (result.get(part) or {}).items()})
+    for part, metrics in (result.get("final") or {}).items():
+        values.update({f"final/{part}/{k}": v for k, v in (metrics or {}).items()})
+    return values
+
+
+def summary_line(result: dict, path: Path) -> str:
+    """How a run ended, in one line: status, best epoch, its valid and test objective, wall time, record."""
+    name = (result.get("objective") or {}).get("name", "loss")
+    valid, test = (result.get(p) or {} for p in ("valid", "test"))
+    early = ", stopped early" if result.get("stopped_early") else ""
+    figures = (f"best epoch {result['best_epoch']}: valid {name} {valid.get(name, float('nan')):.4f}, "
+               f"test {name} {test.get(name, float('nan')):.4f}" if result.get("best_epoch") else "no epoch evaluated")
+    return (f"{result['status']}{early} after {result.get('epochs_completed', 0)} epochs; {figures}; "
+            f"{result.get('wall_seconds', 0.0):.0f}s; record: {path}")
+
+
+def mark_failed(run: Run, error: Exception) -> None:
+    """Record the failure with its one-line reason. A rerun of a finished run (say with a new data_dir)
+    that fails puts the finished record back, noting the failed rerun in it: nothing finished is lost."""
+    reason = f"{type(error).__name__}: {error}"
+    if run.finished_before is not None:
+        kept = dict(run.finished_before, failed_rerun={"error": reason, "config": run.result["config"]})
+        run.record.write_result(kept)
+        log.error("%s; the rerun failed, and %s keeps the %s record", reason, run.record.result_path, kept["status"])
+    else:
+        run.result.update(status="failed", error=reason, traceback=traceback.format_exc())
+        run.record.write_result(run.result)
+        log.error("%s; recorded as failed in %s", reason, run.record.result_path)
+    if run.tracker is not None:
+        run.tracker.finish(failed=True)
+
+
+def is_better(metrics: dict, best: dict | None, objective) -> bool:
+    name, mode = objective
+    if best is None:
+        return True
+    new, old = metrics[name], best["valid"][name]
+    return new > old if mode == "max" else new < old
+
+
+def refuse_other_run(previous: dict, resolved: dict, run_dir: Path) -> None:
+    """Resuming into a directory that holds checkpoints of a different config would mix two runs."""
+    if not (run_dir / "checkpoints").exists() or "config" not in previous:
+        return
+    old = {k: v for k, v in previous["config"].items() if k not in RESUMABLE_CHANGES}
+    new = {k: v for k, v in resolved.items() if k not in RESUMABLE_CHANGES}
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        raise ValueError(
+            f"{run_dir} holds checkpoints of a run with a different config (changed: {', '.join(changed)}). "
+            f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; use a new output directory "
+            "(hydra.run.dir=...) for a new run. Nothing there was modified."
+        )
+
+
+def device_info(platform: str | None = None) -> dict:
+    devices = jax.devices(platform) if platform else jax.devices()
+    return {"platform": devices[0].platform, "device_kind": devices[0].device_kind, "device_count": len(devices)}
+
+
+def run_prefix(run: Run) -> str:
+    """Log lines of a trial that shares its output with others (a sweep, a population) name it."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return f"[{run.name}] "
+    except Exception:  # not under Hydra (tests, notebooks)
+        pass
+    return f"[{run.name}] " if run.result.get("population_size", 1) > 1 else ""
+
+
+def flatten(line: dict) -> dict:
+    out = {}
+    for k, v in line.items():
+        if isinstance(v, dict):
+            out.update({f"{k}/{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def fmt(m: dict) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in m.items() if k != "grad_norm")
