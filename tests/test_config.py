@@ -3,13 +3,16 @@ bad command line fails before anything trains, with a message that says what is 
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from conftest import CONF, compose_config
+from conftest import CONF, ROOT, TINY as TINY_CLI, compose_config
 from tasks import TASKS, make_task
 from training import check_config
 from variants import CELLS
@@ -91,6 +94,9 @@ def test_the_default_job_is_the_tutorials_row_mnist_experiment():
     ("lr=fast", "Value 'fast' of type 'str' could not be converted to Float"),
     ("hidden=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
     ("speed.unroll=two", "could not be converted to Integer"),
+    ("cell.forget_bias=abc", "Value 'abc' of type 'str' could not be converted to Float"),
+    ("cell.switches={bogus: true}", "Key 'bogus' not in 'SwitchesSchema'"),
+    ("optimizer.momentum=lots", "could not be converted to Float"),
 ])
 def test_unknown_keys_and_wrong_types_fail_at_composition(override, message):
     with pytest.raises(ConfigCompositionException) as e:
@@ -135,3 +141,14 @@ def test_check_config_accepts_the_tiny_test_config():
 def test_an_unknown_initialiser_in_the_cell_config_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="cell.recurrent_init='identity' is not an initialiser; choose one of"):
         check_config(compose_config("cell.recurrent_init=identity"))
+
+
+def test_the_readme_switch_example_works_as_written_on_the_command_line(tmp_path):
+    """README: python train.py cell=np cell.switches='{coupled: true}'  (NP + CIFG: no forget-gate weights)."""
+    proc = subprocess.run([sys.executable, "train.py", "cell=np", "cell.switches={coupled: true}", *TINY_CLI,
+                           f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["status"] == "completed" and record["config"]["cell"]["switches"]["coupled"] is True
+    H, D = 8, 2  # NP has 4 blocks of W, R, b; coupling removes the forget gate's: 3 blocks, plus the head
+    assert record["num_params"] == 3 * (D * H + H * H + H) + (H + 1)

@@ -33,10 +33,44 @@ class SpeedSchema:
 
 
 @dataclass
+class SwitchesSchema:
+    """variants.GateSpec's switches; null keeps the named variant's own value. `cell.switches='{coupled: true}'`."""
+
+    input_gate: Optional[bool] = None
+    forget_gate: Optional[bool] = None
+    output_gate: Optional[bool] = None
+    input_activation: Optional[bool] = None
+    output_activation: Optional[bool] = None
+    peepholes: Optional[bool] = None
+    coupled: Optional[bool] = None
+    full_recurrence: Optional[bool] = None
+
+
+@dataclass
+class CellSchema:  # conf/cell/*.yaml
+    name: str = MISSING
+    switches: SwitchesSchema = field(default_factory=SwitchesSchema)
+    forget_bias: float = MISSING
+    kernel_init: str = MISSING
+    recurrent_init: str = MISSING
+
+
+@dataclass
+class OptimizerSchema:  # conf/optimizer/*.yaml; each optimizer sets its own keys
+    name: str = MISSING
+    b1: Optional[float] = None  # adam
+    b2: Optional[float] = None
+    eps: Optional[float] = None
+    momentum: Optional[float] = None  # sgd
+    nesterov: Optional[bool] = None
+    one_minus_momentum: Optional[float] = None  # sgd, Greff's search draws it (sweeps/random_search.yaml)
+
+
+@dataclass
 class Schema:
-    cell: Any = MISSING
+    cell: CellSchema = field(default_factory=CellSchema)
     task: Any = MISSING
-    optimizer: Any = MISSING
+    optimizer: OptimizerSchema = field(default_factory=OptimizerSchema)
     lr: float = MISSING
     hidden: int = MISSING
     layers: int = MISSING

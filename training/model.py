@@ -47,7 +47,7 @@ def model_from_config(cfg, task) -> SequenceModel:
     return SequenceModel(
         cell=cfg.cell.name, hidden=cfg.hidden, output_size=task.output_size, readout=task.readout,
         layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout,
-        switches=dict(cfg.cell.get("switches") or {}), forget_bias=cfg.cell.forget_bias,
+        switches={k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None}, forget_bias=cfg.cell.forget_bias,
         kernel_init=cfg.cell.kernel_init, recurrent_init=cfg.cell.recurrent_init,
         unroll=speed.unroll, hoist_projection=resolve_hoist(speed.hoist_projection), dtype=dtype,
     )

@@ -296,4 +296,6 @@ def flatten(line: dict) -> dict:
 
 
 def fmt(m: dict) -> str:
-    return " ".join(f"{k}={v:.4f}" for k, v in m.items() if k != "grad_norm")
+    """Metrics for a log line; the loss is left out when a named metric already shows it (mse, nll)."""
+    same = any(k != "loss" and v == m.get("loss") for k, v in m.items())
+    return " ".join(f"{k}={v:.4f}" for k, v in m.items() if k != "grad_norm" and not (k == "loss" and same))
