@@ -13,13 +13,16 @@ from hydra.types import RunMode
 
 import training
 from training.devices import configure_cpu_devices
+from training.logs import configure_logging
 
 log = logging.getLogger("odyssey")
+configure_logging()  # quiet before Hydra imports its plugins (Optuna's); main() applies `verbose`
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg) -> float | None:
     hc = HydraConfig.get()
+    configure_logging(cfg.verbose)
     try:
         configure_cpu_devices(cfg.speed.cpu_devices)  # before JAX starts: the device count is fixed per process
     except ValueError:

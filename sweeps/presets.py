@@ -94,6 +94,9 @@ def _optuna_trials(cfg: DictConfig, arguments: list[str]) -> list[list[str]]:
 
 
 def main(argv: list[str]) -> None:
+    from training.logs import configure_logging
+
+    configure_logging()  # no Optuna study lines (with raw colour codes) between the listed folders
     if not argv:
         for name in preset_names():
             cfg = compose_preset(name)

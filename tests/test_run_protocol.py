@@ -27,6 +27,7 @@ class ScriptedEngine:
 
     def __init__(self, valid_losses):
         self.valid_losses, self.epoch, self.step, self.stopped = valid_losses, 0, 0, []
+        self.compile_seconds = None
 
     def train_epoch(self, epoch):
         self.epoch, self.step = epoch, self.step + 4

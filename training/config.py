@@ -84,6 +84,8 @@ class Schema:
     eval_batch_size: int = MISSING
     max_steps_per_epoch: Optional[int] = None
     seed: int = MISSING
+    study: Optional[str] = None
+    verbose: bool = False
     data_dir: Optional[str] = None
     platform: Optional[str] = None
     speed: SpeedSchema = field(default_factory=SpeedSchema)
@@ -96,6 +98,9 @@ ConfigStore.instance().store(name="odyssey_schema", node=Schema)
 # preset (sweeps/random_search.yaml) samples `optimizer.one_minus_momentum` and sets
 # `optimizer.momentum: ${one_minus:${.one_minus_momentum}}` (each record keeps both values).
 OmegaConf.register_new_resolver("one_minus", lambda x: 1.0 - float(x), replace=True)
+# A multirun's folder: multirun/<study> when the sweep is named (so rerunning its command resumes it), else
+# Hydra's multirun/<date>/<time> (conf/config.yaml: hydra.sweep.dir).
+OmegaConf.register_new_resolver("sweep_dir", lambda study, stamp: f"multirun/{study or stamp}", replace=True)
 
 
 def available_platforms() -> list[str]:

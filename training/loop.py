@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from pathlib import Path
 
 import jax
@@ -64,6 +65,7 @@ class LoneSteps:
         self.cfg, self.task, self.splits, self.run_steps = cfg, task, splits, run_steps
         self._state, self.step_key, self.steps, self.step = state, step_key, steps, step
         self.noise = np.float32(cfg.input_noise)
+        self.compile_seconds = None  # the first step's seconds, compilation included (run_epochs takes it out of seq/s)
 
     def train_epoch(self, epoch: int) -> list[dict]:
         cfg, task, sums = self.cfg, self.task, {}
@@ -74,7 +76,11 @@ class LoneSteps:
             if i == self.steps:
                 break
             rng = jax.random.fold_in(self.step_key, self.step)
+            t0 = time.time()
             self._state, m = self.run_steps.train(self._state, batch, rng, self.noise, padded=is_padded(batch))
+            if self.compile_seconds is None:  # this process's first step compiles the program
+                jax.block_until_ready(m)
+                self.compile_seconds = time.time() - t0
             sums, self.step = add_sums(sums, m), self.step + 1
             if i % 25 == 24:
                 loss = float(sums["loss"][0] / sums["loss"][1])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -185,6 +186,7 @@ class PopulationSteps:
         self.step = runs[0].meta["step"]
         self.noise = jnp.asarray([r.cfg.input_noise for r in runs], jnp.float32)
         self.alive = jnp.asarray([r.running for r in runs])
+        self.compile_seconds = None  # the first step's seconds, compilation included (run_epochs takes it out of seq/s)
         self._train_step = self._make_train_step(model, txs[0], jnp.stack([k for _, k in keys]))
         self._eval_step = self._make_eval_step(model)
 
@@ -217,9 +219,12 @@ class PopulationSteps:
         for i, batch_list in enumerate(bar):
             if i == self.steps:
                 break
-            batch = stack_batches(batch_list, task.time_keys)
+            batch, t0 = stack_batches(batch_list, task.time_keys), time.time()
             self._state, m, self.alive = self._train_step(self._state, self.placement.shard(batch), self.step, self.noise,
                                                           self.alive, padded=is_padded(batch))
+            if self.compile_seconds is None:  # this process's first step compiles the program
+                jax.block_until_ready(m)
+                self.compile_seconds = time.time() - t0
             sums, self.step = add_sums(sums, m), self.step + 1
         bar.close()
         return [means(jax.tree.map(lambda x: x[k], sums)) for k in range(self.K)]

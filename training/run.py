@@ -32,7 +32,7 @@ from training.tracking import Tracker
 log = logging.getLogger("odyssey")
 
 # keys that may change when a run is resumed into the same directory; any other change is refused
-RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "platform")
+RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "platform", "study", "verbose")
 
 
 def new_meta() -> dict:
@@ -63,6 +63,7 @@ class Engine(Protocol):
     """What run_epochs needs from a lone run's or a population's steps (lists: one entry per run)."""
 
     step: int  # optimizer steps taken so far (the random stream's position)
+    compile_seconds: float | None  # the first step's seconds (compilation included), once measured
 
     def train_epoch(self, epoch: int) -> list[dict]: ...  # train metrics per run
     def evaluate(self, split: str) -> list[dict]: ...
@@ -151,6 +152,11 @@ def run_epochs(runs: list[Run], engine: Engine, objective: tuple[str, str], sequ
         live = [k for k in live if runs[k].running]
         valid, test = engine.evaluate("valid"), engine.evaluate("test")
         seconds.update(epoch_seconds=time.time() - t0, seq_per_s=sequences_per_epoch / seconds["train_seconds"])
+        compile_seconds, engine.compile_seconds = engine.compile_seconds, 0.0  # counted once, in the first epoch
+        if compile_seconds:  # throughput of the steps after the first, which compiled the program
+            steps = sequences_per_epoch / len(runs) / runs[0].cfg.batch_size
+            seconds.update(compile_seconds=compile_seconds, seq_per_s=sequences_per_epoch * max(steps - 1, 1) / steps
+                           / max(seconds["train_seconds"] - compile_seconds, 1e-9))
         if population:  # every trial's line says what the whole program did
             seconds = {**seconds, "seq_per_s": seconds["seq_per_s"] / len(runs), "population_seq_per_s": seconds["seq_per_s"]}
         for k in live:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+log = logging.getLogger("odyssey")
 
 MODES = ("online", "offline", "disabled")
 
@@ -32,13 +35,20 @@ class Tracker:
             return
         import wandb
 
+        verbose = bool(cfg.get("verbose"))
         self.run = wandb.init(
             mode=cfg.wandb.mode, project=cfg.wandb.project, entity=cfg.wandb.entity,
             group=cfg.wandb.group or sweep_group(), name=run_name(cfg),
             tags=[f"cell:{cfg.cell.name}", f"task:{cfg.task.name}", *cfg.wandb.tags],
             config=resolved_config, dir=str(run_dir), reinit="create_new",
             id=run_id, resume="allow" if run_id else None,
+            # quiet by default: wandb's banners, sync hints, run summary and stdout capture only with verbose=true
+            # (its failures still raise, and end the run as failed). Odyssey says where the run is, in one line.
+            settings=wandb.Settings(silent=not verbose, console="auto" if verbose else "off"),
         )
+        folder = Path(self.run.dir).parent  # wandb/<offline-run-...>: what `wandb sync` uploads
+        log.info("wandb: %s run %s in %s%s", cfg.wandb.mode, self.run.id, folder,
+                 f" (upload later: wandb sync {folder})" if cfg.wandb.mode == "offline" else "")
 
     @property
     def id(self) -> str | None:

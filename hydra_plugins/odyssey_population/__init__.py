@@ -44,7 +44,10 @@ class PopulationLauncher(Launcher):
         from training.population import train_population
         from training.devices import configure_cpu_devices
 
+        from training.logs import configure_logging
+
         configure_cpu_devices(self.config.speed.cpu_devices)  # before JAX starts its backends
+        configure_logging(self.config.get("verbose", False))
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
