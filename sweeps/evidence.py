@@ -43,6 +43,10 @@ class Trial:
     momentum: float | None  # only for SGD; Adam has none
     input_noise: float
     seed: int | None
+    final_value: float | None = None  # the test metric at the last epoch
+    epoch_seconds: float | None = None  # median seconds per epoch (training and evaluation)
+    epochs: int | None = None  # epochs completed
+    stopped_early: bool = False
 
 
 def ordered(values, mode: str) -> np.ndarray:

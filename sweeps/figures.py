@@ -85,3 +85,28 @@ def importance_bars(shares: dict[str, dict[str, float]], path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def learning_curves(curves: dict[str, list[tuple[list[int], list[float], list[float]]]], label: str, path) -> None:
+    """One panel per variant: each trial's validation metric (solid) and training loss-side metric (dotted)
+    against the epoch, so under- and over-fitting and early stops can be seen."""
+    names = list(curves)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), sharey=True, squeeze=False)
+    every = np.concatenate([np.asarray(v, float) for n in names for _, v, _ in curves[n]] or [np.zeros(1)])
+    colors = plt.get_cmap("tab10")
+    for ax, name in zip(axes.flat, names):
+        for i, (epochs, valid, train) in enumerate(curves[name]):
+            ax.plot(epochs, valid, color=colors(i % 10), lw=1)
+            ax.plot(epochs, train, color=colors(i % 10), lw=0.8, ls=":")
+        ax.set_title(f"{name} ({len(curves[name])} trials)", fontsize=10)
+        _metric_axis(ax, every, label if ax in axes[:, 0] else "")
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("epoch")
+    fig.suptitle("solid: validation; dotted: training", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

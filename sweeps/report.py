@@ -30,7 +30,9 @@ COUNTED = ("completed", "diverged")  # runs with a best epoch; failed and runnin
 ORDER = ["v", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr", "gru", "srn"]
 
 INTRO = """\
-Each task gets five sections, after Greff et al. (2017), "LSTM: A Search Space Odyssey":
+Each task gets a summary per variant (mean ± sd of the test metric at the best validation epoch and at
+the last, seconds per epoch), learning curves, and five sections after Greff et al. (2017), "LSTM: A
+Search Space Odyssey". A section that cannot be computed from these trials says why instead.
 
 - **Distribution** (their Fig. 3): the test metric of every trial of each variant, and of its best 10 %.
   Boxes span the quartiles with the median inside; whiskers reach 1.5 × the box; dots are the trials.
@@ -52,7 +54,8 @@ before their loss became non-finite.
 
 def variant_name(cell: dict) -> str:
     """`np` with switches {coupled: true} is "np+coupled"; a switch set to false reads "peepholes=false"."""
-    extra = [k if v is True else f"{k}={json.dumps(v)}" for k, v in sorted((cell.get("switches") or {}).items())]
+    extra = [k if v is True else f"{k}={json.dumps(v)}" for k, v in sorted((cell.get("switches") or {}).items())
+             if v is not None]  # null: the variant's own value
     return "+".join([cell["name"], *extra])
 
 
@@ -99,13 +102,30 @@ def read_trial(run_dir: Path, rel: str) -> Trial:
         if mode not in ("max", "min"):
             raise RecordProblem(status, f"objective mode {mode!r} in result.json; expected 'max' or 'min'")
         optimizer = cfg.get("optimizer") or {}
+        final = ((result.get("final") or {}).get("test") or {}).get(name)
+        seconds = [e["epoch_seconds"] for e in epoch_lines(run_dir) if e.get("epoch_seconds")]
         return Trial(path=rel, task=result.get("task") or cfg["task"]["name"], variant=variant_name(cfg["cell"]),
                      metric=name, mode=mode, value=float(value), status=status, lr=float(cfg["lr"]),
                      hidden=int(cfg["hidden"]),
                      momentum=float(optimizer["momentum"]) if optimizer.get("name") == "sgd" else None,
-                     input_noise=float(cfg.get("input_noise") or 0.0), seed=cfg.get("seed"))
+                     input_noise=float(cfg.get("input_noise") or 0.0), seed=cfg.get("seed"),
+                     final_value=None if final is None else float(final),
+                     epoch_seconds=float(np.median(seconds[1:] or seconds)) if seconds else None,  # the first compiles
+                     epochs=result.get("epochs_completed"), stopped_early=bool(result.get("stopped_early")))
     except (KeyError, TypeError) as e:
         raise RecordProblem(status, f"result.json lacks {e} (expected the record training/records.py writes)") from None
+
+
+def epoch_lines(run_dir: Path) -> list[dict]:
+    """metrics.jsonl's lines; a torn line (a run killed while writing) is skipped."""
+    lines = []
+    path = Path(run_dir) / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return lines
 
 
 def table(header: list[str], rows: list[list], align: str = "") -> str:
@@ -133,29 +153,77 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def task_section(task: str, trials: list[Trial], out: Path, reference: str) -> list[str]:
-    """One task's five sections (see INTRO), its figures written to `out` as <task>_*.png."""
+def task_section(task: str, trials: list[Trial], root: Path, out: Path, reference: str) -> list[str]:
+    """One task's sections (see INTRO), its figures written to `out` as <task>_*.png."""
     metric, mode, stem = trials[0].metric, trials[0].mode, slug(task)
     label = f"test {metric} ({'higher' if mode == 'max' else 'lower'} is better)"
     names = sorted({t.variant for t in trials}, key=lambda v: (ORDER.index(v) if v in ORDER else len(ORDER), v))
     by_variant = {v: [t for t in trials if t.variant == v] for v in names}
     values = {v: [t.value for t in ts] for v, ts in by_variant.items()}
     best = {v: list(evidence.best_share(x, mode)) for v, x in values.items()}
-    tests = evidence.compare_to(values, reference), evidence.compare_to(best, reference)
     diverged = sum(t.status == "diverged" for t in trials)
+    tests: tuple = ([], [])
 
-    figures.box_plots(values, best, f"test {metric}", f"{task}: {label}",
-                      {r["variant"] for r in tests[0] if r["significant"]}, out / f"{stem}_box.png", reference)
-    figures.metric_vs_lr({v: ([t.lr for t in ts], [t.value for t in ts]) for v, ts in by_variant.items()},
-                         f"test {metric}", out / f"{stem}_lr.png")
+    def distribution():
+        nonlocal tests
+        tests = evidence.compare_to(values, reference), evidence.compare_to(best, reference)
+        figures.box_plots(values, best, f"test {metric}", f"{task}: {label}",
+                          {r["variant"] for r in tests[0] if r["significant"]}, out / f"{stem}_box.png", reference)
+        few = [v for v, x in values.items() if len(evidence.best_share(x, mode)) >= len(x)]
+        return [f"![box plots]({stem}_box.png)", "", distribution_table(values, best, mode), "",
+                *([f"Too few trials for a best 10 %: for {', '.join(few)} it is every trial, so the lower panel "
+                   "repeats the upper one.", ""] if few else [])]
+
+    def curves():
+        data = {v: [curve(root / t.path, metric) for t in ts] for v, ts in by_variant.items()}
+        figures.learning_curves(data, metric, out / f"{stem}_curves.png")
+        return [f"![learning curves]({stem}_curves.png)", ""]
+
+    def lr_plot():
+        figures.metric_vs_lr({v: ([t.lr for t in ts], [t.value for t in ts]) for v, ts in by_variant.items()},
+                             f"test {metric}", out / f"{stem}_lr.png")
+        return [f"![metric vs lr]({stem}_lr.png)", ""]
+
     return [f"## {task}: {label}", "",
-            f"{len(trials)} trials of {len(names)} variant(s)" + (f", {diverged} of them diverged." if diverged else "."),
-            "", "### Distribution of the test metric", "", f"![box plots]({stem}_box.png)", "",
-            distribution_table(values, best, mode), "",
-            f"### Welch's t-test against {reference}", "", *welch_section(*tests, metric, reference),
-            "### Hyperparameter importance (fANOVA)", "", *importance_section(trials, by_variant, out / f"{stem}_importance.png"),
-            "### Test metric against learning rate", "", f"![metric vs lr]({stem}_lr.png)", "",
-            "### Best trial per variant", "", ranking_table(by_variant, metric, mode), ""]
+            f"{len(trials)} trials of {len(names)} variant(s)" + (f", {diverged} of them diverged." if diverged else "."), "",
+            "### Summary per variant", "", *guarded(lambda: [summary_table(by_variant, metric), ""]),
+            "### Learning curves", "", *guarded(curves),
+            "### Distribution of the test metric", "", *guarded(distribution),
+            f"### Welch's t-test against {reference}", "", *guarded(lambda: welch_section(*tests, metric, reference)),
+            "### Hyperparameter importance (fANOVA)", "", *guarded(lambda: importance_section(trials, by_variant, out / f"{stem}_importance.png")),
+            "### Test metric against learning rate", "", *guarded(lr_plot),
+            "### Best trial per variant", "", *guarded(lambda: [ranking_table(by_variant, metric, mode), ""])]
+
+
+def guarded(section) -> list[str]:
+    """A section's lines, or one line saying why it could not be computed: one analysis that has nothing
+    to say (a constant forest, a single trial) never costs the rest of the report."""
+    try:
+        return section()
+    except Exception as e:  # any analysis or plotting error; the report names it and goes on
+        return [f"Not computed: {type(e).__name__}: {first_line(str(e))}", ""]
+
+
+def curve(run_dir: Path, metric: str) -> tuple[list[int], list[float], list[float]]:
+    lines = [e for e in epoch_lines(run_dir) if "valid" in e]
+    return ([e["epoch"] for e in lines], [e["valid"].get(metric) for e in lines], [e["train"].get(metric) for e in lines])
+
+
+def mean_sd(values) -> str:
+    x = [v for v in values if v is not None]
+    if not x:
+        return "–"
+    return f"{np.mean(x):.4g} ± {np.std(x, ddof=1):.2g}" if len(x) > 1 else f"{x[0]:.4g}"
+
+
+def summary_table(by_variant: dict, metric: str) -> str:
+    """The tutorial's table: per variant, test metric at the best validation epoch and at the last epoch."""
+    return table(["variant", "trials", f"test {metric}, best valid. epoch (mean ± sd)", f"test {metric}, last epoch",
+                  "s / epoch (median)", "epochs (mean)", "stopped early"],
+                 [[v, len(ts), mean_sd(t.value for t in ts), mean_sd(t.final_value for t in ts),
+                   num(np.median([t.epoch_seconds for t in ts if t.epoch_seconds]) if any(t.epoch_seconds for t in ts) else None, 3),
+                   num(np.mean([t.epochs for t in ts if t.epochs]) if any(t.epochs for t in ts) else None, 3),
+                   sum(t.stopped_early for t in ts)] for v, ts in by_variant.items()])
 
 
 def distribution_table(values: dict, best: dict, mode: str) -> str:
@@ -181,7 +249,10 @@ def importance_section(trials: list[Trial], by_variant: dict, figure: Path) -> l
     groups = {"all variants": trials, **by_variant}
     shares, skipped, md = {}, [], []
     for group, ts in groups.items():
-        result, why = evidence.importance(ts)
+        try:
+            result, why = evidence.importance(ts)
+        except ValueError as e:  # e.g. a forest that predicts a constant: nothing to attribute
+            result, why = None, first_line(str(e))
         if result:
             shares[group] = result
         else:
@@ -223,7 +294,7 @@ def write_report(root, out=None, reference: str = "v") -> Path:
     for t in trials:
         by_task[(t.task, t.metric)].append(t)
     for (task, _), ts in sorted(by_task.items()):
-        md += task_section(task, ts, out, reference)
+        md += task_section(task, ts, root, out, reference)
     md += ["## Runs that do not count", ""]
     md += [table(["record", "status", "error"], [[f"`{p['path']}`", p["status"], first_line(p["error"])]
                                                    for p in problems], "lll") if problems else "None.", ""]
@@ -241,7 +312,8 @@ def html(markdown: str, folder: Path) -> str:
         data = base64.b64encode((folder / m.group(2)).read_bytes()).decode()
         return f"![{m.group(1)}](data:image/png;base64,{data})"
 
-    body = MarkdownIt("commonmark").enable("table").render(re.sub(r"!\[([^]]*)\]\(([^)]+\.png)\)", embed, markdown))
+    # html=False: text from records (error messages, paths) is escaped, never passed through as markup
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(re.sub(r"!\[([^]]*)\]\(([^)]+\.png)\)", embed, markdown))
     style = ("body{font-family:sans-serif;max-width:70em;margin:auto;padding:1em}img{max-width:100%}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}")
     return f"<!doctype html><meta charset='utf-8'><title>Sweep report</title><style>{style}</style>\n{body}"

@@ -69,7 +69,7 @@ def sweep(tmp_path_factory):
         write_record(root / "population" / f"member_{i}", cell=cell, switches={"coupled": True} if i else None,
                      task="adding", objective=("mse", "min"), value=0.1 + 0.05 * i, lr=1e-3 * (i + 1),
                      momentum=None, seed=i, wandb=False)
-    write_record(root / "multirun" / "broken" / "0", status="failed", error="ValueError: lr must be positive, got -1")
+    write_record(root / "multirun" / "broken" / "0", status="failed", error="ValueError: lr must be positive, got -1 <script>x</script>")
     write_record(root / "multirun" / "broken" / "1", status="running")
     write_record(root / "multirun" / "broken" / "2", status="diverged", value=float("nan"))
     (root / "multirun" / "broken" / "2" / "result.json").write_text(
@@ -198,13 +198,14 @@ def test_a_task_with_few_trials_and_no_reference_is_reported_with_notes(sweep):
 def test_figures_are_valid_pngs_and_the_html_page_embeds_them(sweep):
     out = sweep / "report"
     names = {p.name for p in out.glob("*.png")}
-    assert names == {"mnist_box.png", "mnist_lr.png", "mnist_importance.png", "adding_box.png", "adding_lr.png"}
+    assert names == {"mnist_box.png", "mnist_lr.png", "mnist_importance.png", "mnist_curves.png", "adding_box.png",
+                     "adding_lr.png", "adding_curves.png"}
     for name in names:
         assert (out / name).read_bytes()[:8] == PNG
         height, width, _ = matplotlib.image.imread(out / name).shape
         assert height > 200 and width > 300
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 5 and "<table>" in page
+    assert page.count("data:image/png;base64,") == 7 and "<table>" in page
 
 
 def test_command_line_writes_elsewhere_and_refuses_a_folder_without_records(sweep, tmp_path, capsys):
@@ -222,7 +223,7 @@ def test_records_written_by_train_are_read_as_trials(tmp_path):
     """The synthetic records above mirror the real ones; this keeps them honest against training/loop.py."""
     from training import train
 
-    train(compose_config("cell=np", "+cell.switches.coupled=true", "optimizer=sgd", "input_noise=0.1"), tmp_path / "a")
+    train(compose_config("cell=np", "cell.switches.coupled=true", "optimizer=sgd", "input_noise=0.1"), tmp_path / "a")
     with pytest.raises(ValueError):
         train(compose_config("cell=v", "batch_size=1000"), tmp_path / "b")  # larger than the training set: fails
     trials, problems = report.load(tmp_path)
@@ -233,3 +234,44 @@ def test_records_written_by_train_are_read_as_trials(tmp_path):
     assert "batch_size=1000 is larger than the training set" in problems[0]["error"]
     report.write_report(tmp_path)
     assert "`b` | failed | ValueError: batch_size=1000" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_the_summary_per_variant_gives_mean_and_sd_at_the_best_and_last_epoch_and_seconds_per_epoch(sweep):
+    mnist = section((sweep / "report" / "report.md").read_text(), "mnist")
+    summary = mnist.split("### Summary per variant")[1].split("###")[0]
+    assert "| v | 40 | " in summary and " ± " in summary and "| 1.2 |" in summary  # median s/epoch of the records
+
+
+def test_with_two_trials_per_variant_the_report_says_the_best_10_percent_is_every_trial(sweep):
+    adding = section((sweep / "report" / "report.md").read_text(), "adding")
+    assert "Too few trials for a best 10 %: for v, np+coupled it is every trial" in adding
+
+
+def test_error_messages_from_records_are_escaped_in_the_html_page(sweep):
+    page = (sweep / "report" / "report.html").read_text()
+    assert "<script>x</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_an_analysis_that_cannot_run_leaves_its_reason_and_the_rest_of_the_report(tmp_path):
+    """12 trials whose metric is the same everywhere: fANOVA's forest is constant, the rest is still written."""
+    for i, (cell, lr) in enumerate((c, lr) for c in ("v", "np", "nfg", "cifg") for lr in (1e-3, 3e-3, 1e-2)):
+        write_record(tmp_path / f"{cell}-{lr}", cell=cell, lr=lr, task="adding", objective=("mse", "min"), value=0.25,
+                     momentum=None, seed=i)
+    report.write_report(tmp_path)
+    text = (tmp_path / "report" / "report.md").read_text()
+    fanova = text.split("### Hyperparameter importance (fANOVA)")[1].split("###")[0]
+    assert "the test metric is the same in every trial" in fanova or "Not computed" in fanova
+    assert "### Best trial per variant" in text and (tmp_path / "report" / "adding_box.png").exists()
+
+
+def test_a_failing_fanova_is_named_per_group_and_the_report_goes_on(tmp_path, monkeypatch):
+    def constant_forest(trials, seed=0):
+        raise ValueError("fANOVA: the forest predicts a constant; nothing to attribute")
+
+    monkeypatch.setattr(evidence, "importance", constant_forest)
+    for i, lr in enumerate((1e-3, 3e-3, 1e-2)):
+        write_record(tmp_path / str(i), lr=lr, value=0.9 + 0.01 * i, momentum=None, seed=i)
+    report.write_report(tmp_path)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "all variants (fANOVA: the forest predicts a constant; nothing to attribute)" in text
+    assert "### Best trial per variant" in text
