@@ -26,16 +26,19 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def make_task(task_cfg: dict) -> Task:
+def make_task(task_cfg: dict, download: bool = False) -> Task:
+    """The task `task_cfg` names; `download` lets it fetch missing data (TFDS, the pinned music files)."""
     cfg = dict(task_cfg)
     name = cfg.get("name")
     if name not in TASKS:
         raise ValueError(f"Unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}.")
     cfg.pop("bidirectional", None)  # a model default the task yaml suggests, read by the model config
     try:
-        return TASKS[name](**cfg)
+        task = TASKS[name](**cfg)
     except TypeError as e:
         raise ValueError(f"task={name}: bad option in its config ({e}).") from e
+    task.download = bool(download)
+    return task
 
 
 __all__ = ["TASKS", "DataError", "Task", "batches", "eval_batch_size", "make_task", "num_batches"]

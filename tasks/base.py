@@ -50,6 +50,7 @@ class Task:
         return {}
 
     needs_host_metrics: bool = False
+    download: bool = False  # fetch missing data over the network (config `download`); False: fail at once, offline-safe
 
 
 def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict:

@@ -137,8 +137,13 @@ def load_folder(folder: Path, sample_rate: int) -> Recordings:
     return Recordings(audio, np.array(digits, np.int32), np.array(speakers), np.array(indices, np.int32))
 
 
-def load_tfds(data_dir: str | None, sample_rate: int) -> Recordings:
+def load_tfds(data_dir: str | None, sample_rate: int, download: bool = True) -> Recordings:
     """The download path: TFDS `spoken_digit` (one split), read without TensorFlow via `tfds.data_source`."""
+    if not download:
+        raise DataError(
+            f"FSDD not found: no {{digit}}_{{speaker}}_{{index}}.wav files in data_dir={data_dir!r} (or its fsdd/recordings, "
+            "recordings, fsdd). Put the recordings in <data_dir>/fsdd/recordings and pass data_dir=<data_dir> (or set "
+            "ODYSSEY_DATA_DIR once), or pass download=true to fetch them through TFDS (needs internet).")
     import tensorflow_datasets as tfds
 
     try:
@@ -156,9 +161,9 @@ def load_tfds(data_dir: str | None, sample_rate: int) -> Recordings:
     return Recordings(audio, np.array(digits, np.int32), np.array(speakers), np.array(indices, np.int32))
 
 
-def load_recordings(data_dir: str | None, sample_rate: int) -> Recordings:
+def load_recordings(data_dir: str | None, sample_rate: int, download: bool = False) -> Recordings:
     folder = find_recordings(data_dir)
-    return load_folder(folder, sample_rate) if folder else load_tfds(data_dir, sample_rate)
+    return load_folder(folder, sample_rate) if folder else load_tfds(data_dir, sample_rate, download)
 
 
 def split_ids(indices: np.ndarray, valid_size: int) -> dict[str, np.ndarray]:
@@ -170,9 +175,10 @@ def split_ids(indices: np.ndarray, valid_size: int) -> dict[str, np.ndarray]:
     return {"train": np.sort(train[order[valid_size:]]), "valid": np.sort(train[order[:valid_size]]), "test": test}
 
 
-def utterances(data_dir: str | None, spec: FeatureSpec, valid_size: int) -> dict[str, tuple[list, np.ndarray, np.ndarray]]:
+def utterances(data_dir: str | None, spec: FeatureSpec, valid_size: int,
+               download: bool = False) -> dict[str, tuple[list, np.ndarray, np.ndarray]]:
     """Per split: (standardized feature sequences [T_i, F], digits, speakers)."""
-    rec = load_recordings(data_dir, spec.sample_rate)
+    rec = load_recordings(data_dir, spec.sample_rate, download)
     feats = [spec(a) for a in rec.audio]
     ids = split_ids(rec.indices, valid_size)
     frames = np.concatenate([feats[i] for i in ids["train"]])  # statistics of the training frames only
@@ -203,7 +209,7 @@ class FSDDTask(Task):
         self.name, self.valid_size, self.time_bucket = name, valid_size, time_bucket
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
-        splits = utterances(data_dir, self.spec, self.valid_size)
+        splits = utterances(data_dir, self.spec, self.valid_size, self.download)
         return {s: {**pad(feats), "y": digits} for s, (feats, digits, _) in splits.items()}
 
     def metrics(self, outputs, batch):

@@ -72,7 +72,7 @@ class FSDDStringsTask(Task):
         self.sizes = {"train": train_size, "valid": valid_size, "test": test_size}
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
-        splits = utterances(data_dir, self.spec, self.valid_recordings)
+        splits = utterances(data_dir, self.spec, self.valid_recordings, self.download)
         return {s: make_strings(*splits[s], n, self.min_digits, self.max_digits,
                                 np.random.default_rng([self.data_seed, SPLIT_STREAMS[s]]))
                 for s, n in self.sizes.items()}

@@ -63,13 +63,19 @@ def load_idx(directory: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def load_tfds(data_dir: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The real download path: TFDS `mnist`, read without TensorFlow through `tfds.data_source`."""
+def load_tfds(data_dir: str | None, download: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The real download path: TFDS `mnist`, read without TensorFlow through `tfds.data_source`.
+    Without `download`, fail at once: TFDS offline retries for minutes and writes download folders."""
+    if not download:
+        raise DataError(
+            f"MNIST not found: no IDX files ({IDX_FILES['train'][0]}, ...) in data_dir={data_dir!r} or {data_dir!r}/mnist. "
+            "Put the four IDX .gz files in a folder and pass data_dir=<folder> (or set ODYSSEY_DATA_DIR once), "
+            "or pass download=true to fetch them through TFDS (needs internet).")
     import tensorflow_datasets as tfds
 
     logging.getLogger("odyssey").warning(
-        "No MNIST IDX files in data_dir=%r; trying TFDS 'mnist' (downloads if not prepared; offline, TFDS gives up "
-        "only after its retries, a few minutes). Pass data_dir=<folder with the IDX files> to skip this.", data_dir)
+        "No MNIST IDX files in data_dir=%r; trying TFDS 'mnist' (download=true; offline, TFDS gives up "
+        "only after its retries, a few minutes).", data_dir)
     try:
         sources = tfds.data_source("mnist", data_dir=data_dir)
     except Exception as e:  # offline with nothing prepared: say where we looked and what to do
@@ -101,7 +107,7 @@ class MNISTTask(Task):
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
         directory = find_idx_dir(data_dir)
-        raw = load_idx(directory) if directory else load_tfds(data_dir)
+        raw = load_idx(directory) if directory else load_tfds(data_dir, self.download)
         splits = {name: self._sequences(*xy) for name, xy in raw.items()}
         # the validation split is the same for every run, whatever its seed, so runs compare fairly
         splits["train"], splits["valid"] = carve_validation(splits["train"], self.valid_size, seed=0)

@@ -147,14 +147,20 @@ def download(url: str, dest: Path, sha256: str) -> Path:
     return dest
 
 
-def find_file(dataset: str, data_dir: str | None) -> Path:
-    """The first local copy (data_dir/polyphonic, data_dir, the cache), else a fresh download."""
+def find_file(dataset: str, data_dir: str | None, allow_download: bool = True) -> Path:
+    """The first local copy (data_dir/polyphonic, data_dir, the cache), else a fresh download (when allowed)."""
     source = DATASETS[dataset]
     folders = [Path(data_dir) / "polyphonic", Path(data_dir)] if data_dir else []
     for folder in [*folders, cache_dir() / "polyphonic"]:
         for name in (source.mat, source.pickle):
             if (folder / name).is_file():
                 return folder / name
+    if not allow_download:
+        looked = ", ".join(str(f) for f in folders) or "no data_dir given"
+        raise DataError(
+            f"{dataset}: neither {source.mat} nor '{source.pickle}' found ({looked}; cache {cache_dir() / 'polyphonic'}). "
+            "Put one of those files in <data_dir>/polyphonic and pass data_dir=<data_dir> (or set ODYSSEY_DATA_DIR once), "
+            "or pass download=true to fetch it (needs internet; checked by SHA-256).")
     try:
         return download(TCN_URL + source.mat, cache_dir() / "polyphonic" / source.mat, source.sha256)
     except DataError as e:
@@ -191,7 +197,7 @@ class MusicTask(Task):
         self.name, self.dataset, self.time_bucket = name, dataset, time_bucket
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
-        path = find_file(self.dataset, data_dir)
+        path = find_file(self.dataset, data_dir, self.download)
         rolls = load_pickle(path) if path.suffix == ".pickle" else load_mat(path)
         return {split: next_step_split(pieces) for split, pieces in rolls.items()}
 

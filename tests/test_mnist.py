@@ -142,8 +142,20 @@ def test_images_and_labels_of_different_counts_are_a_data_error(mnist_dir):
         MNISTTask(valid_size=10).load(str(directory), seed=0)
 
 
-def test_no_files_and_no_network_says_where_it_looked_and_how_to_supply_data(tmp_path, monkeypatch):
-    """The real TFDS path, offline: name resolution fails at once, and TFDS's retries are turned off
+def test_no_files_fails_at_once_naming_where_it_looked_and_writes_nothing(tmp_path):
+    """Without download=true no network is tried: TFDS offline retries for minutes and writes download folders."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as e:
+        MNISTTask().load(str(empty), seed=0)
+    message = str(e.value)
+    assert str(empty) in message and "train-images-idx3-ubyte.gz" in message
+    assert "ODYSSEY_DATA_DIR" in message and "download=true" in message
+    assert not list(empty.iterdir())  # nothing written where the user pointed
+
+
+def test_with_download_and_no_network_says_where_it_looked_and_how_to_supply_data(tmp_path, monkeypatch):
+    """The real TFDS path (download=true), offline: name resolution fails at once, and TFDS's retries are turned off
     (it retries 10 times with backoff, about 3.5 minutes, before giving up)."""
     from tensorflow_datasets.core.download import downloader
 
@@ -154,8 +166,10 @@ def test_no_files_and_no_network_says_where_it_looked_and_how_to_supply_data(tmp
     monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
     empty = tmp_path / "empty"
     empty.mkdir()
+    task = MNISTTask()
+    task.download = True
     with pytest.raises(DataError) as e:
-        MNISTTask().load(str(empty), seed=0)
+        task.load(str(empty), seed=0)
     message = str(e.value)
     assert str(empty) in message and f"{empty}'/mnist" in message  # where it looked
     assert "train-images-idx3-ubyte.gz" in message and "TFDS could not prepare 'mnist'" in message  # what it tried

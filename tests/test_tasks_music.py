@@ -169,7 +169,15 @@ def test_malformed_mat_contents_are_data_errors(tmp_path, offline, replace, mess
 
 
 def test_missing_files_offline_say_where_they_looked_and_what_to_do(tmp_path, offline):
+    task = MusicTask("jsb")
+    task.download = True
     with pytest.raises(DataError, match=r"JSB_Chorales.mat.*JSB Chorales.pickle.*download failed.*unreachable.*data_dir"):
+        task.load(str(tmp_path), 0)
+
+
+def test_missing_files_without_download_fail_at_once_and_try_no_network(tmp_path, monkeypatch):
+    monkeypatch.setattr(music.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download without download=true"))
+    with pytest.raises(DataError, match=r"neither JSB_Chorales.mat.*found.*download=true"):
         MusicTask("jsb").load(str(tmp_path), 0)
 
 
@@ -184,13 +192,15 @@ def test_the_download_is_checked_by_sha256_and_cached(tmp_path, monkeypatch):
     write_mat(tmp_path / "served" / "JSB_Chorales.mat")
     payload = (tmp_path / "served" / "JSB_Chorales.mat").read_bytes()
     monkeypatch.setattr(music.urllib.request, "urlopen", fake_urlopen(b"not the file"))
+    task = MusicTask("jsb")
+    task.download = True
     with pytest.raises(DataError, match="expected ac0e6085"):
-        MusicTask("jsb").load(None, 0)
+        task.load(None, 0)
     assert not (tmp_path / "cache" / "polyphonic" / "JSB_Chorales.mat").exists()
 
     monkeypatch.setitem(music.DATASETS, "jsb", Source("JSB_Chorales.mat", hashlib.sha256(payload).hexdigest(), "x.pickle"))
     monkeypatch.setattr(music.urllib.request, "urlopen", fake_urlopen(payload))
-    assert len(MusicTask("jsb").load(None, 0)["train"]["lengths"]) == 3
+    assert len(task.load(None, 0)["train"]["lengths"]) == 3
     assert (tmp_path / "cache" / "polyphonic" / "JSB_Chorales.mat").read_bytes() == payload
 
 

@@ -128,8 +128,14 @@ def test_without_files_or_network_the_error_says_what_to_do(tmp_path, monkeypatc
         raise ConnectionError("no internet")
 
     monkeypatch.setattr(tfds, "data_source", offline)
+    task = FSDDTask()
+    task.download = True
     with pytest.raises(DataError, match=r"FSDD not found.*data_dir=.*spoken_digit.*no internet.*fsdd/recordings"):
-        FSDDTask().load(str(tmp_path), 0)
+        task.load(str(tmp_path), 0)
+    task.download = False  # the default: no TFDS at all, the same advice
+    monkeypatch.setattr(tfds, "data_source", lambda *a, **k: pytest.fail("no download without download=true"))
+    with pytest.raises(DataError, match=r"FSDD not found.*fsdd/recordings.*download=true"):
+        task.load(str(tmp_path), 0)
 
 
 class FakeSource:
@@ -152,7 +158,9 @@ def test_tfds_spoken_digit_gets_the_same_index_split(tmp_path, monkeypatch):
     items = [{"audio": (rng.normal(0, 3000, samples(i))).astype(np.int64), "label": d,
               "audio/filename": f"{d}_theo_{i}.wav".encode()} for d in range(2) for i in range(8)]
     monkeypatch.setattr(tfds, "data_source", lambda name, data_dir=None: {"train": FakeSource(items)})
-    splits = FSDDTask(valid_size=2).load(None, 0)
+    task = FSDDTask(valid_size=2)
+    task.download = True
+    splits = task.load(None, 0)
     assert {s: len(v["y"]) for s, v in splits.items()} == {"train": 4, "valid": 2, "test": 10}
     assert set(splits["test"]["lengths"]) == {11, 12, 13, 14, 15}
 

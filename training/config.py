@@ -87,6 +87,7 @@ class Schema:
     study: Optional[str] = None
     verbose: bool = False
     data_dir: Optional[str] = None
+    download: bool = False
     platform: Optional[str] = None
     speed: SpeedSchema = field(default_factory=SpeedSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)

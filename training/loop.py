@@ -42,7 +42,7 @@ def train(cfg, run_dir: str | os.PathLike | None = None) -> dict:
 
 def fit(run) -> None:
     cfg = run.cfg
-    task = make_task(cfg.task)
+    task = make_task(cfg.task, cfg.download)
     splits = task.load(cfg.data_dir, cfg.seed)
     steps = steps_per_epoch(cfg, splits["train"])
     model = model_from_config(cfg, task)

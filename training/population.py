@@ -160,7 +160,7 @@ class PopulationSteps:
     def __init__(self, runs: list[Run], devices, name: str):
         cfg0, K = runs[0].cfg, len(runs)
         self.runs, self.cfg, self.K, self.name = runs, cfg0, K, name
-        self.task = task = make_task(cfg0.task)
+        self.task = task = make_task(cfg0.task, cfg0.download)
         loaded: dict = {}  # data loaded once per distinct seed (generated tasks depend on it)
         for r in runs:
             if r.cfg.seed not in loaded:

@@ -32,7 +32,7 @@ from training.tracking import Tracker
 log = logging.getLogger("odyssey")
 
 # keys that may change when a run is resumed into the same directory; any other change is refused
-RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "platform", "study", "verbose")
+RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "download", "platform", "study", "verbose")
 
 
 def new_meta() -> dict:
@@ -237,7 +237,7 @@ def summary_line(result: dict, path: Path) -> str:
 def mark_failed(run: Run, error: Exception) -> None:
     """Record the failure with its one-line reason. A rerun of a finished run (say with a new data_dir)
     that fails puts the finished record back, noting the failed rerun in it: nothing finished is lost."""
-    reason = f"{type(error).__name__}: {error}"
+    reason = f"{type(error).__name__}: {str(error).rstrip('.')}"
     if run.finished_before is not None:
         kept = dict(run.finished_before, failed_rerun={"error": reason, "config": run.result["config"]})
         run.record.write_result(kept)
