@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tasks.checksums import verify
 from tasks.base import DataError, Split, Task, classification_metrics
 
 FILENAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")  # {digit}_{speaker}_{index}.wav
@@ -132,6 +133,7 @@ def load_folder(folder: Path, sample_rate: int) -> Recordings:
     files = list_files(folder)
     if not files:
         raise DataError(f"{folder}: no recordings ({{digit}}_{{speaker}}_{{index}}.wav) found.")
+    verify(*(path for path, *_ in files))  # against SHA256SUMS, if one lists them
     _, digits, speakers, indices = zip(*files)
     audio = [read_wav(path, sample_rate) for path, *_ in files]
     return Recordings(audio, np.array(digits, np.int32), np.array(speakers), np.array(indices, np.int32))

@@ -16,6 +16,7 @@ import zlib
 
 import numpy as np
 
+from tasks.checksums import verify
 from tasks.base import DataError, Split, Task, carve_validation, classification_metrics
 
 IDX_FILES = {
@@ -53,6 +54,7 @@ def find_idx_dir(data_dir: str | None) -> str | None:
 
 
 def load_idx(directory: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    verify(*(os.path.join(directory, name) for pair in IDX_FILES.values() for name in pair))  # against SHA256SUMS, if listed
     out = {}
     for split, (images, labels) in IDX_FILES.items():
         x = read_idx(os.path.join(directory, images), IMAGE_MAGIC)

@@ -21,7 +21,6 @@ same splits.)
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import urllib.error
 import urllib.request
@@ -32,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tasks.checksums import cache_dir, verify
 from tasks.base import DataError, Split, Task
 
 KEYS, LOWEST_NOTE = 88, 21  # piano keys A0..C8 = MIDI 21..108
@@ -51,13 +51,6 @@ DATASETS = {
     "piano": Source("Piano_midi.mat", "990a8a71d5764a7eaa3e78d9e5023d1470380fe2db3a1448265a97a24c8b1c34", "Piano-midi.de.pickle"),
     "muse": Source("MuseData.mat", "e8d9eb422ec3833c25f43a9f854d4ee0b9118a20b45f2c183395cdc30ffa14ff", "MuseData.pickle"),
 }
-
-
-def cache_dir() -> Path:
-    """Where downloads are kept: $ODYSSEY_CACHE_DIR, else $XDG_CACHE_HOME/odyssey, else ~/.cache/odyssey."""
-    if os.environ.get("ODYSSEY_CACHE_DIR"):
-        return Path(os.environ["ODYSSEY_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "odyssey"
 
 
 def check_roll(roll, where: str) -> np.ndarray:
@@ -172,6 +165,20 @@ def find_file(dataset: str, data_dir: str | None, allow_download: bool = True) -
         ) from e
 
 
+# pieces per split of the four standard sets (Boulanger-Lewandowski et al. 2012), as every copy holds them
+SPLIT_SIZES = {"jsb": (229, 76, 77), "nottingham": (694, 173, 170), "piano": (87, 12, 25), "muse": (524, 135, 124)}
+
+
+def check_identity(dataset: str, path: Path, rolls: dict) -> None:
+    """Refuse a file that holds another standard set (e.g. Nottingham saved as JSB_Chorales.mat): its split
+    sizes give it away. A file of other sizes (a custom or toy set) is read as it is."""
+    sizes = tuple(len(rolls[s]) for s in SPLITS)
+    other = next((name for name, known in SPLIT_SIZES.items() if known == sizes and name != dataset), None)
+    if other:
+        raise DataError(f"{path}: holds {sizes[0]}/{sizes[1]}/{sizes[2]} train/valid/test pieces, which is {other}'s split, "
+                        f"not {dataset}'s {SPLIT_SIZES[dataset]}; it is {DATASETS[other].mat} under another name.")
+
+
 def next_step_split(rolls: list[np.ndarray]) -> Split:
     """x = roll[:-1], y = roll[1:] for every piece, zero-padded to the split's longest piece."""
     lengths = np.array([len(r) - 1 for r in rolls], np.int32)
@@ -198,7 +205,9 @@ class MusicTask(Task):
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
         path = find_file(self.dataset, data_dir, self.download)
+        verify(path)
         rolls = load_pickle(path) if path.suffix == ".pickle" else load_mat(path)
+        check_identity(self.dataset, path, rolls)
         return {split: next_step_split(pieces) for split, pieces in rolls.items()}
 
     def metrics(self, outputs, batch):

@@ -235,3 +235,31 @@ def test_real_sets_have_the_standard_splits_and_train(name, tmp_path):
     assert tuple(len(splits[s]["lengths"]) for s in ("train", "valid", "test")) == sizes
     result = train(cfg, tmp_path / "run")
     assert result["status"] == "completed" and np.isfinite(result["test"]["nll"])
+
+
+def test_a_file_that_differs_from_its_sha256sums_entry_is_refused_naming_it(tmp_path, offline):
+    good = write_mat(tmp_path / "polyphonic" / "JSB_Chorales.mat")
+    digest = hashlib.sha256((tmp_path / "polyphonic" / "JSB_Chorales.mat").read_bytes()).hexdigest()
+    (tmp_path / "SHA256SUMS").write_text(f"{digest}  polyphonic/JSB_Chorales.mat\n")
+    assert len(MusicTask("jsb").load(str(tmp_path), 0)["train"]["lengths"]) == len(good["traindata"][0])
+    write_mat(tmp_path / "polyphonic" / "JSB_Chorales.mat", seed=1)  # other bytes under the listed name
+    with pytest.raises(DataError, match=r"JSB_Chorales.mat: SHA-256 .* differs from .*, listed in .*SHA256SUMS"):
+        MusicTask("jsb").load(str(tmp_path), 0)
+
+
+def test_another_standard_set_saved_under_the_jsb_name_is_refused(tmp_path, offline, monkeypatch):
+    """Nottingham saved as JSB_Chorales.mat: its split sizes give it away (shrunk here to the toy sizes)."""
+    monkeypatch.setitem(music.SPLIT_SIZES, "nottingham", (3, 1, 2))
+    write_mat(tmp_path / "JSB_Chorales.mat")
+    with pytest.raises(DataError, match=r"which is nottingham's split, not jsb's .* Nottingham.mat under another name"):
+        MusicTask("jsb").load(str(tmp_path), 0)
+
+
+@pytest.mark.slow
+def test_the_shared_data_files_match_their_sha256sums():
+    folder = shared_data("polyphonic")
+    from tasks.checksums import expected_digest, verify
+
+    files = sorted(folder.glob("*.mat"))
+    assert files and all(expected_digest(f) for f in files)  # the shared list names every music file
+    verify(*files)
