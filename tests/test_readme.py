@@ -41,3 +41,41 @@ def test_every_readme_use_command_runs_as_written(command, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     if "--cfg" not in args:
         assert "completed after 1 epochs" in proc.stdout + proc.stderr
+
+
+def sweep_commands() -> list[list[str]]:
+    """The preset commands of the README's Sweeps block, as argument lists after `python train.py -m`."""
+    block = re.search(r"## Sweeps\n\n.*?```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    return [shlex.split(line.split(" #")[0])[3:] for line in block.splitlines() if line.startswith("python train.py -m")]
+
+
+@pytest.mark.parametrize("args", sweep_commands(), ids=lambda a: " ".join(a))
+def test_every_readme_preset_command_launches_valid_trials(args):
+    """A dry run through the preset's own sweeper (its grid, or Optuna with its seed): every trial it would
+    start passes the config check. (The presets run for hours; sweeps.presets lists without training.)"""
+    from sweeps.presets import compose_preset, trials
+    from training import check_config
+
+    assert args[:2] == ["-cd", "sweeps"] and args[2] == "-cn"
+    name, overrides = args[3], args[4:]
+    launched = trials(name, overrides)
+    assert launched
+    for job in launched[:12]:
+        check_config(compose_preset(name, [*overrides, *job]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inline", ["python train.py -m launch=joblib study=lr_scan", "python train.py -m hydra/launcher=population"])
+def test_the_readme_adhoc_and_population_multiruns_run(inline, tmp_path):
+    """The inline multirun examples, on the tiny adding task (their trials as written would read MNIST)."""
+    from conftest import TINY
+
+    text = (ROOT / "README.md").read_text()
+    command = next(line for line in re.findall(r"`(python train.py -m [^`]+)`|^(python train.py -m [^\n#]+)", text, re.M)
+                   for line in line if line.startswith(inline))
+    args = shlex.split(command)[2:]
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, *TINY, "hydra.sweep.dir=" + str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    records = list(tmp_path.rglob("result.json"))
+    assert records and all('"status": "completed"' in p.read_text() for p in records)
