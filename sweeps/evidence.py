@@ -10,6 +10,7 @@ A trial is one finished run: its variant, its test metric and the hyperparameter
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -116,29 +117,74 @@ def importance(trials: list[Trial], seed: int = 0) -> tuple[dict[str, float] | N
 
 
 def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], seed: int = 0) -> dict:
-    """Share of the forest's total variance explained by each subset of columns (Hutter et al. 2014).
+    """Share of the forest's variance explained by each subset of columns (fANOVA, Hutter et al. 2014).
 
-    Uses Optuna's own fANOVA (random forest + marginals over the box of observed values) through its
-    internal `_Fanova`, because the public `FanovaImportanceEvaluator` reports only main effects,
-    normalised to sum to 1, and has no interactions. Optuna 2.10 (pinned by hydra-optuna-sweeper)
-    also predates numpy 2: its tree reads a node's value as a 1-element array, which numpy 2 refuses
-    to store as a float. `_Tree` applies the fix later Optuna releases made (a float).
-    Leaves of at least 0.5 % of the trials (>= 5) smooth the seed-to-seed noise and keep the pairwise
-    marginal cheap: its cost grows with the square of the number of leaves.
+    A regression forest (scikit-learn) is fit to (X, y); each tree is a set of leaves, boxes with a value,
+    over the box of observed values. The marginal of a subset U of columns averages a tree over the
+    other columns, uniformly; its variance V_U, less the variances of U's proper subsets (so a pair's
+    share is its pure interaction), divided by the tree's total variance, is U's share in that tree; the
+    shares are averaged over the trees whose prediction varies. Leaves of at least 0.5 % of the trials
+    (>= 5) smooth the seed-to-seed noise. Written on scikit-learn's public tree arrays (tree_.feature,
+    threshold, children_*, value) rather than Optuna's private fANOVA, which Optuna 2.10 (pinned by
+    hydra-optuna-sweeper) keeps internal and which predates numpy 2.
     """
-    from optuna.importance._fanova import _fanova, _tree
+    from sklearn.ensemble import RandomForestRegressor
 
-    class _Tree(_tree._FanovaTree):
-        def _get_node_value(self, node_index: int) -> float:
-            return float(self._tree.value[node_index].reshape(-1)[0])
-
-    model = _fanova._Fanova(n_trees=32, max_depth=64, min_samples_split=2,
-                            min_samples_leaf=max(5, len(y) // 200), seed=seed)
+    forest = RandomForestRegressor(n_estimators=32, max_depth=64, min_samples_split=2,
+                                   min_samples_leaf=max(5, len(y) // 200), random_state=seed).fit(X, y)
     bounds = np.column_stack([X.min(axis=0), X.max(axis=0)])
-    model._forest.fit(X, y)  # what _Fanova.fit does, with the fixed tree class
-    model._trees = [_Tree(e.tree_, bounds) for e in model._forest.estimators_]
-    model._column_to_encoded_columns = [np.array([i]) for i in range(X.shape[1])]
-    model._variances = {}
-    if all(tree.variance == 0 for tree in model._trees):
+    per_tree = [_tree_shares(_leaves(e.tree_, bounds), bounds, subsets) for e in forest.estimators_]
+    varying = [shares for shares in per_tree if shares is not None]
+    if not varying:
         raise ValueError("fANOVA: the forest predicts a constant; nothing to attribute")
-    return {s: model.get_importance(tuple(s))[0] for s in subsets}
+    return {u: float(np.mean([shares[u] for shares in varying])) for u in subsets}
+
+
+def _leaves(tree, bounds: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """(box [d, 2], value) of every leaf, boxes clipped to `bounds`."""
+    out, stack = [], [(0, bounds.copy())]
+    while stack:
+        node, box = stack.pop()
+        left, right = tree.children_left[node], tree.children_right[node]
+        if left == -1:  # a leaf
+            out.append((box, float(tree.value[node].reshape(-1)[0])))
+            continue
+        f, t = tree.feature[node], tree.threshold[node]
+        lo, hi = box.copy(), box.copy()
+        lo[f, 1], hi[f, 0] = min(box[f, 1], t), max(box[f, 0], t)
+        stack += [(left, lo), (right, hi)]
+    return out
+
+
+def _tree_shares(leaves, bounds: np.ndarray, subsets) -> dict | None:
+    size = np.maximum(bounds[:, 1] - bounds[:, 0], 1e-300)
+    boxes = np.array([b for b, _ in leaves])  # [L, d, 2]
+    values = np.array([v for _, v in leaves])
+    widths = np.clip(boxes[:, :, 1] - boxes[:, :, 0], 0, None) / size  # [L, d]: share of each axis
+    weight = widths.prod(axis=1)
+    mean = weight @ values
+    total = weight @ (values - mean) ** 2
+    if total <= 1e-12 * max(1.0, mean ** 2):
+        return None
+    variance: dict[tuple[int, ...], float] = {}
+
+    def marginal_variance(u: tuple[int, ...]) -> float:
+        if u in variance:
+            return variance[u]
+        cuts = [np.unique(np.concatenate([boxes[:, d, :].ravel(), bounds[d]])) for d in u]
+        grids = [np.clip(c, bounds[d, 0], bounds[d, 1]) for c, d in zip(cuts, u)]
+        mids = [(g[:-1] + g[1:]) / 2 for g in grids]
+        cell = [np.diff(g) / size[d] for g, d in zip(grids, u)]
+        rest = np.delete(widths, list(u), axis=1).prod(axis=1)  # each leaf's share of the other axes
+        inside = [(boxes[:, d, 0][:, None] <= m[None, :]) & (m[None, :] < boxes[:, d, 1][:, None]) for m, d in zip(mids, u)]
+        cover = inside[0].astype(float) if len(u) == 1 else inside[0][:, :, None] & inside[1][:, None, :]
+        m = np.tensordot(rest * values, cover, axes=(0, 0))  # the marginal on every cell
+        w = cell[0] if len(u) == 1 else np.outer(cell[0], cell[1])
+        v = float((w * (m - mean) ** 2).sum())
+        for k in range(1, len(u)):  # keep the pure effect: less every proper subset's
+            for sub in itertools.combinations(u, k):
+                v -= marginal_variance(sub)
+        variance[u] = max(v, 0.0)
+        return variance[u]
+
+    return {u: marginal_variance(tuple(u)) / total for u in subsets}
