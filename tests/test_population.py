@@ -62,6 +62,14 @@ def test_trials_group_by_shape_and_differ_only_in_lr_seed_momentum_noise():
     assert sorted(group_by_shape(cfgs)) == [[0, 1], [2], [3, 4], [5, 6]]
 
 
+def test_greffs_momentum_draws_differ_only_in_per_trial_data_and_group_together():
+    """The random search draws optimizer.one_minus_momentum (momentum follows from it): still one program."""
+    cfgs = [compose_config("optimizer=sgd", f"optimizer.one_minus_momentum={m}", f"optimizer.momentum={1 - m}",
+                           f"lr={lr}", f"input_noise={n}", f"seed={k}")
+            for k, (m, lr, n) in enumerate([(0.1, 1e-3, 0.0), (0.5, 1e-2, 0.3), (0.02, 3e-3, 0.9)])]
+    assert group_by_shape(cfgs) == [[0, 1, 2]]
+
+
 def test_a_rerun_population_retrains_nothing(tmp_path):
     cfgs = trial_configs()[:2]
     dirs = [tmp_path / "p0", tmp_path / "p1"]

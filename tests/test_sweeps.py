@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -49,6 +50,7 @@ def test_every_preset_composes_to_a_valid_resumable_parallel_sweep(name):
     env = cfg.hydra.job.env_set  # one single-threaded JAX process per core, set before JAX starts
     assert "--xla_cpu_multi_thread_eigen=false" in env.XLA_FLAGS and env.OMP_NUM_THREADS == "1"
     assert env.XLA_PYTHON_CLIENT_PREALLOCATE == "false"
+    assert cfg.speed.cpu_devices == 1  # the launch settings win over conf/config.yaml's: cores go to parallel trials
 
 
 @pytest.mark.parametrize("name", preset_names())
@@ -81,7 +83,7 @@ def test_the_comment_check_catches_a_bare_knob(tmp_path):
 
 
 def test_every_knob_of_every_preset_and_launcher_has_a_trailing_comment():
-    files = [*SWEEPS.glob("*.yaml"), *(SWEEPS / "launch").glob("*.yaml")]
+    files = [*SWEEPS.glob("*.yaml"), *(SWEEPS.parent / "conf" / "launch").glob("*.yaml")]
     assert len(files) >= 8
     missing = [m for f in sorted(files) for m in knobs_without_comment(f)]
     assert not missing, "knobs without a trailing comment:\n" + "\n".join(missing)
@@ -172,7 +174,8 @@ def test_the_runs_of_a_preset_share_a_wandb_group_and_carry_cell_and_task_tags(m
     from training.tracking import Tracker
 
     seen = []
-    monkeypatch.setattr(wandb, "init", lambda **kw: seen.append(kw))
+    run = SimpleNamespace(id="fake", dir=str(tmp_path / "wandb" / "run" / "files"))
+    monkeypatch.setattr(wandb, "init", lambda **kw: seen.append(kw) or run)
     for draw in (["cell=np", "lr=0.001"], ["cell=gru", "lr=0.01"]):
         cfg = compose_preset("grid", [*draw, "wandb.mode=offline"])
         with open_dict(cfg):

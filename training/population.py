@@ -32,7 +32,7 @@ from training.steps import add_sums, is_padded, make_eval_step, make_train_step,
 
 log = logging.getLogger("odyssey")
 
-PER_TRIAL = ("lr", "seed", "input_noise", "optimizer.momentum")  # may differ within a population
+PER_TRIAL = ("lr", "seed", "input_noise", "optimizer.momentum", "optimizer.one_minus_momentum")  # may differ within a population
 NOT_TRAINING = ("wandb",)  # bookkeeping, may differ too
 
 
