@@ -94,7 +94,9 @@ def learning_curves(curves: dict[str, list[tuple[list[int], list[float], list[fl
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), sharey=True, squeeze=False)
-    every = np.concatenate([np.asarray(v, float) for n in names for _, v, _ in curves[n]] or [np.zeros(1)])
+    # the axis spans the curves after their first two epochs: the untrained start would flatten the rest
+    every = np.concatenate([np.asarray(v[2:] or v, float) for n in names for _, v, _ in curves[n]] or [np.zeros(1)])
+    every = every[np.isfinite(every)] if np.isfinite(every).any() else np.zeros(1)
     colors = plt.get_cmap("tab10")
     for ax, name in zip(axes.flat, names):
         for i, (epochs, valid, train) in enumerate(curves[name]):
@@ -102,6 +104,8 @@ def learning_curves(curves: dict[str, list[tuple[list[int], list[float], list[fl
             ax.plot(epochs, train, color=colors(i % 10), lw=0.8, ls=":")
         ax.set_title(f"{name} ({len(curves[name])} trials)", fontsize=10)
         _metric_axis(ax, every, label if ax in axes[:, 0] else "")
+        low, high = every.min(), every.max()
+        ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
     for ax in axes.flat[len(names):]:
         ax.set_visible(False)
     for ax in axes[-1]:
