@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"  # sweeps/launch/joblib.yaml's env_set
+SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"  # conf/launch/joblib.yaml's env_set
 TRIAL = ["task=mnist", "epochs=1", "max_steps_per_epoch=50", "hidden=64", "wandb.mode=disabled"]
 
 
