@@ -3,18 +3,32 @@
     python -m benchmarks.population                       # row MNIST shapes, H=128, K = 1 4 16 64
     python -m benchmarks.population --sizes 1 32 --cell np --steps 50   # e.g. on a GPU
 
+    python -m benchmarks.population --greff 32 --data-dir ../shared/data   # Greff's random search, end to end
+
 Separate runs train one after another, so their aggregate throughput is that of one run (K=1),
 and they compile K times; a population compiles once. Both are placed as train.py places them: a
 lone run splits its batch over the devices, a population its trials (on CPU, `--cpu-devices` XLA CPU
 devices, default auto: one per core). Inputs are random arrays of row-MNIST shape (throughput does
 not depend on the pixel values). Prints a markdown table.
+
+--greff N runs the real thing instead: N trials of sweeps/random_search.yaml (row MNIST, widths,
+learning rates, momenta and noise drawn per trial; one short epoch each) through the real `-m`
+command, once as populations (launch=population, for each --width-buckets setting) and once as one
+process per trial (launch=joblib, a process per core), and prints trials per hour of wall time,
+process start, compilation, evaluation and records included.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +103,33 @@ def measure(cell: str, hidden: int, batch: int, K: int, steps: int, strategy: st
     return {"K": K, "compile_s": compile_s, "seq_per_s": (K or 1) * batch * steps / seconds}
 
 
+def greff_search(trials: int, cell: str, steps: int, data_dir: str, buckets: list[str]) -> None:
+    """Trials per hour of Greff's random search as populations (per width bucket) and as processes."""
+    root = Path(__file__).resolve().parent.parent
+    base = [sys.executable, str(root / "train.py"), "-m", "-cd", str(root / "sweeps"), "-cn", "random_search",
+            f"cell={cell}", f"hydra.sweeper.n_trials={trials}", "epochs=1", f"max_steps_per_epoch={steps}",
+            "wandb.mode=disabled", f"data_dir={os.path.abspath(data_dir)}"]
+    modes = [(f"populations, width_bucket={b}", ["launch=population", f"hydra.launcher.width_bucket={b}"]) for b in buckets]
+    modes.append(("one process per trial (joblib, one per core)", ["launch=joblib"]))
+    print(f"# Greff's random search: {trials} trials of {cell}, 1 epoch of {steps} steps each, row MNIST; "
+          f"{os.cpu_count()} cores, jax {jax.__version__}", flush=True)
+    rows = []
+    for name, extra in modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            out = subprocess.run([*base, *extra, f"hydra.sweep.dir={tmp}"], cwd=tmp, capture_output=True, text=True)
+            seconds = time.perf_counter() - t0
+            statuses = [json.loads(p.read_text())["status"] for p in Path(tmp).rglob("result.json")]
+        if out.returncode != 0 or len(statuses) != trials:
+            raise SystemExit(f"{name}: exit {out.returncode}, {len(statuses)} records\n{out.stderr[-3000:]}")
+        rows.append((name, seconds, statuses.count("completed") + statuses.count("diverged")))
+        print(f"  {name}: {seconds:.0f}s", flush=True)
+    print("\n| how | wall s | trials/hour | × processes | finished |")
+    print("|---|---:|---:|---:|---:|")
+    for name, seconds, done in rows:
+        print(f"| {name} | {seconds:.0f} | {trials * 3600 / seconds:.0f} | {rows[-1][1] / seconds:.2f}× | {done}/{trials} |")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cell", default="np")
@@ -98,7 +139,12 @@ def main(argv=None):
     p.add_argument("--strategy", default="auto", choices=["auto", "vmap", "map"], help="how trials share the program")
     p.add_argument("--steps", type=int, default=20, help="timed steps per K (fewer for large K on CPU)")
     p.add_argument("--cpu-devices", default="auto", help="speed.cpu_devices (auto: one XLA CPU device per core)")
+    p.add_argument("--greff", type=int, metavar="N", help="time N trials of sweeps/random_search.yaml end to end instead")
+    p.add_argument("--data-dir", default=os.environ.get("ODYSSEY_DATA_DIR", "../shared/data"), help="for --greff")
+    p.add_argument("--width-buckets", nargs="+", default=["32", "null"], help="for --greff: width_bucket settings")
     args = p.parse_args(argv)
+    if args.greff:
+        return greff_search(args.greff, args.cell, args.steps, args.data_dir, args.width_buckets)
     configure_cpu_devices(args.cpu_devices)  # before JAX starts
     dev = jax.devices()[0]
     print(f"# population throughput: {args.cell}, H={args.hidden}, batch {args.batch}, row MNIST (T=28, D=28); "

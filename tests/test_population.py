@@ -3,13 +3,16 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import ROOT, compose_config
 from training import train
 from training.population import group_by_shape, train_population
+from training.records import RunRecord
 
 TRIALS = [("1e-3", "0", "0.0"), ("3e-2", "1", "0.3"), ("1e-2", "2", "0.0")]  # lr, seed, input noise
 
@@ -55,11 +58,50 @@ def test_a_diverging_trial_is_frozen_and_does_not_disturb_the_others(tmp_path):
         assert m["test"]["mse"] == pytest.approx(c["test"]["mse"], rel=1e-5)
 
 
-def test_trials_group_by_shape_and_differ_only_in_lr_seed_momentum_noise():
+def test_trials_group_by_structure_and_differ_only_in_lr_seed_momentum_noise_width():
     cfgs = [compose_config("lr=1e-3"), compose_config("lr=1e-2", "seed=3", "input_noise=0.5"),
             compose_config("hidden=16"), compose_config("cell=gru"), compose_config("cell=gru", "lr=0.1"),
-            compose_config("optimizer=sgd", "optimizer.momentum=0.1"), compose_config("optimizer=sgd", "optimizer.momentum=0.9")]
-    assert sorted(group_by_shape(cfgs)) == [[0, 1], [2], [3, 4], [5, 6]]
+            compose_config("optimizer=sgd", "optimizer.momentum=0.1"), compose_config("optimizer=sgd", "optimizer.momentum=0.9"),
+            compose_config("hidden=40")]
+    assert sorted(group_by_shape(cfgs, width_bucket=None)) == [[0, 1, 2, 7], [3, 4], [5, 6]]
+    assert sorted(group_by_shape(cfgs, width_bucket=32)) == [[0, 1, 2], [3, 4], [5, 6], [7]]  # 1–32 and 33–64
+
+
+def test_dropout_between_layers_keeps_widths_apart():
+    """Its mask is drawn over the layer's width: a padded layer would draw a narrower trial other masks."""
+    cfgs = [compose_config("layers=2", "dropout=0.3", f"hidden={h}") for h in (8, 16)]
+    assert sorted(group_by_shape(cfgs, width_bucket=None)) == [[0], [1]]
+
+
+MIXED = [("8", "1e-2", "0.1", "0.0", "0"), ("13", "3e-2", "0.5", "0.3", "1"), ("32", "5e-3", "0.02", "0.6", "2")]
+
+
+@pytest.mark.parametrize("cell", ["v", "fgr", "gru"])
+def test_a_population_of_mixed_widths_equals_lone_runs(tmp_path, cell):
+    """Hidden sizes 8, 13 and 32 in one program, each with its own lr, momentum, noise and seed."""
+    cfgs = [compose_config(f"cell={cell}", f"hidden={h}", f"lr={lr}", "optimizer=sgd", f"optimizer.one_minus_momentum={m}",
+                           f"optimizer.momentum={1 - float(m)}", f"input_noise={n}", f"seed={s}", "epochs=2")
+            for h, lr, m, n, s in MIXED]
+    assert group_by_shape(cfgs, width_bucket=None) == [[0, 1, 2]]
+    together = train_population(cfgs, [tmp_path / f"pop{k}" for k in range(3)], width_bucket=None)
+    assert {r["population_size"] for r in together} == {3}
+    for k, cfg in enumerate(cfgs):
+        alone = train(cfg, tmp_path / f"alone{k}")
+        assert together[k]["num_params"] == alone["num_params"]  # its own size's count, not the padded one
+        for split in ("valid", "test"):
+            np.testing.assert_allclose(together[k][split]["mse"], alone[split]["mse"], rtol=1e-4)
+        pop, lone = (RunRecord(tmp_path / f"{d}{k}").epochs() for d in ("pop", "alone"))
+        np.testing.assert_allclose([e["train"]["loss"] for e in pop], [e["train"]["loss"] for e in lone], rtol=1e-4)
+        np.testing.assert_allclose([e["train"]["grad_norm"] for e in pop], [e["train"]["grad_norm"] for e in lone], rtol=1e-4)
+
+
+def test_a_narrow_trials_checkpoint_holds_its_own_width_and_its_lone_run_resumes_from_it(tmp_path):
+    cfgs = [compose_config(f"hidden={h}", "epochs=1", f"seed={s}") for h, s in ((8, 0), (20, 1))]
+    train_population(cfgs, [tmp_path / "p0", tmp_path / "p1"], width_bucket=None)
+    first = RunRecord(tmp_path / "p0").epochs()
+    more = train(compose_config("hidden=8", "epochs=2", "seed=0"), tmp_path / "p0")  # a lone run restores it, 8 wide
+    assert more["status"] == "completed" and more["epochs_completed"] == 2
+    assert RunRecord(tmp_path / "p0").epochs()[:1] == first  # resumed after epoch 1, not retrained
 
 
 def test_greffs_momentum_draws_differ_only_in_per_trial_data_and_group_together():
@@ -83,11 +125,16 @@ def test_a_rerun_population_retrains_nothing(tmp_path):
 @pytest.mark.slow
 def test_the_population_launcher_runs_a_multirun_as_populations(tmp_path):
     cmd = [sys.executable, "train.py", "-m", "hydra/launcher=population", "task=adding", "task.length=6",
-           "task.train_size=64", "task.valid_size=32", "task.test_size=32", "hidden=8", "epochs=1", "batch_size=16",
+           "task.train_size=64", "task.valid_size=32", "task.test_size=32", "hidden=8,13", "epochs=1", "batch_size=16",
            "wandb.mode=disabled", "cell=v,gru", "lr=1e-3,1e-2", f"hydra.sweep.dir={tmp_path}"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     results = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
-    assert len(results) == 4 and all(r["status"] == "completed" for r in results)
-    assert sorted(r["population_size"] for r in results) == [2, 2, 2, 2]  # one population per cell
-    assert "population of 2" in out.stdout + out.stderr
+    assert len(results) == 8 and all(r["status"] == "completed" for r in results)
+    assert [r["population_size"] for r in results] == [4] * 8  # one population per cell, widths 8 and 13 together
+    assert "population of 4" in out.stdout + out.stderr
+    for r in results:  # each trial's folder as Hydra leaves a lone job's
+        hydra_dir = Path(r["run_dir"]) / ".hydra"
+        assert OmegaConf.load(hydra_dir / "config.yaml").hidden == r["config"]["hidden"]
+        assert f"hidden={r['config']['hidden']}" in OmegaConf.load(hydra_dir / "overrides.yaml")
+        assert (hydra_dir / "hydra.yaml").exists()

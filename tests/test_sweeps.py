@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from omegaconf import OmegaConf
 import yaml
 
 from conftest import ROOT, TINY
@@ -160,6 +161,19 @@ def test_a_random_search_trial_is_sgd_with_nesterov_and_momentum_one_minus_the_d
     assert cfg.optimizer.momentum == pytest.approx(1 - x)
     assert (cfg.lr, cfg.hidden, cfg.input_noise) == (float(as_dict(draw)["lr"]), int(as_dict(draw)["hidden"]),
                                                      float(as_dict(draw)["input_noise"]))
+
+
+def test_a_cells_random_search_trains_as_one_population_or_one_per_width_bucket():
+    """All its draws (lr, hidden, momentum, input noise) are per-trial data of one compiled program."""
+    from training.population import group_by_shape
+
+    draws = trials("random_search", ["cell=nig"])[:40]
+    cfgs = [compose_preset("random_search", d) for d in draws]
+    cfgs = [OmegaConf.masked_copy(c, [k for k in c if k != "hydra"]) for c in cfgs]  # what the launcher trains
+    assert group_by_shape(cfgs, width_bucket=None) == [sorted(range(40), key=lambda i: cfgs[i].hidden)]
+    buckets = group_by_shape(cfgs, width_bucket=32)  # CPU's default: hidden 20–200 falls in 7 buckets of 32
+    assert 2 <= len(buckets) <= 7 and sorted(i for g in buckets for i in g) == list(range(40))
+    assert all(len({(cfgs[i].hidden - 1) // 32 for i in g}) == 1 for g in buckets)
 
 
 # ---------------------------------------------------------------- wandb

@@ -41,11 +41,12 @@ class SequenceModel(nn.Module):
         return nn.Dense(self.output_size, name="head")(features)
 
 
-def model_from_config(cfg, task) -> SequenceModel:
+def model_from_config(cfg, task, hidden: int | None = None) -> SequenceModel:
+    """The config's model; `hidden` overrides its width (a population pads narrower trials to it)."""
     speed = cfg.speed
     dtype = None if speed.dtype in (None, "float32") else jnp.dtype(speed.dtype)
     return SequenceModel(
-        cell=cfg.cell.name, hidden=cfg.hidden, output_size=task.output_size, readout=task.readout,
+        cell=cfg.cell.name, hidden=hidden or cfg.hidden, output_size=task.output_size, readout=task.readout,
         layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout,
         switches={k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None}, forget_bias=cfg.cell.forget_bias,
         kernel_init=cfg.cell.kernel_init, recurrent_init=cfg.cell.recurrent_init,

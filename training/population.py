@@ -1,11 +1,12 @@
-"""Population training: trials that share every shape train together as one vmapped program.
+"""Population training: trials that share a network's structure train together as one program.
 
-Trials that differ only in PER_TRIAL keys (learning rate, momentum, input-noise std, seed) stack
-their parameters and optimizer states along a leading axis K; the learning rate and momentum are
-injected optimizer hyperparameters and the noise std an argument, so one compilation serves the
-whole group. Each trial keeps its own data order (seeded as a lone run), its own record
-(metrics.jsonl, result.json, checkpoints, wandb run), and its own fate: a trial whose loss turns
-non-finite is frozen and recorded as `diverged` while the others go on untouched.
+Trials that differ only in PER_TRIAL keys (learning rate, momentum, input-noise std, seed, hidden
+size) stack their parameters and optimizer states along a leading axis K; the learning rate and
+momentum are injected optimizer hyperparameters, the noise std an argument, and a narrower trial's
+parameters are zero-padded, exactly inert, to the population's widest size (training/widths.py), so
+one compilation serves the whole group. Each trial keeps its own data order (seeded as a lone run),
+its own record (metrics.jsonl, result.json, own-size checkpoints, wandb run), and its own fate: a
+trial whose loss turns non-finite is frozen and recorded as `diverged` while the others go on untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +26,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task
+from training import widths
 from training.devices import Placement
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
@@ -36,10 +39,16 @@ PER_TRIAL = ("lr", "seed", "input_noise", "optimizer.momentum", "optimizer.one_m
 NOT_TRAINING = ("wandb",)  # bookkeeping, may differ too
 
 
+def mixes_widths(cfg) -> bool:
+    """Whether a trial may be padded to a wider one. Not with dropout between stacked layers: its mask is
+    drawn over the layer's width, so a wider layer would draw a narrower trial other masks."""
+    return cfg.layers == 1 or not cfg.dropout
+
+
 def shape_key(cfg) -> str:
     """Trials with equal keys can share one compiled program."""
     d = OmegaConf.to_container(cfg, resolve=True)
-    for key in PER_TRIAL + NOT_TRAINING:
+    for key in PER_TRIAL + NOT_TRAINING + (("hidden",) if mixes_widths(cfg) else ()):
         *path, last = key.split(".")
         node = d
         for p in path:
@@ -48,17 +57,33 @@ def shape_key(cfg) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
-def group_by_shape(cfgs) -> list[list[int]]:
-    groups: dict[str, list[int]] = {}
+def resolve_width_bucket(width_bucket: int | str | None) -> int | None:
+    """`auto`: 32 on CPU, where a trial costs what its padded width costs (trials run one after another,
+    `over_trials`), so widths are grouped in buckets of 32 units (benchmarks/population.py --greff);
+    elsewhere None: one population pads to its widest trial, as the trials run side by side."""
+    if width_bucket == "auto":
+        return 32 if jax.default_backend() == "cpu" else None
+    if width_bucket is not None and (not isinstance(width_bucket, int) or width_bucket < 1):
+        raise ValueError(f"width_bucket must be a positive number of units, null (pad to the widest trial) or auto, "
+                         f"got {width_bucket!r}.")
+    return width_bucket
+
+
+def group_by_shape(cfgs, width_bucket: int | str | None = None) -> list[list[int]]:
+    """Indices of the configs that can train as one population, each group ordered by hidden size.
+    width_bucket: with a number, trials of widths in different buckets of that many units (1–32, 33–64,
+    ...) form separate groups; None: every width of a structure in one group."""
+    bucket, groups = resolve_width_bucket(width_bucket), {}
     for i, cfg in enumerate(cfgs):
-        groups.setdefault(shape_key(cfg), []).append(i)
-    return list(groups.values())
+        width = math.ceil(cfg.hidden / bucket) if bucket and mixes_widths(cfg) else None  # else in shape_key, or free
+        groups.setdefault((shape_key(cfg), width), []).append(i)
+    return [sorted(g, key=lambda i: cfgs[i].hidden) for g in groups.values()]
 
 
-def train_population(cfgs, run_dirs, max_size: int | None = None) -> list[dict]:
-    """Train every config, grouped by shape into populations of at most `max_size`; one result each."""
+def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto") -> list[dict]:
+    """Train every config, grouped into populations (`group_by_shape`) of at most `max_size`; one result each."""
     results: list[dict | None] = [None] * len(cfgs)
-    for group in group_by_shape(cfgs):
+    for group in group_by_shape(cfgs, width_bucket):
         size = max_size or len(group)
         for start in range(0, len(group), size):
             idx = group[start:start + size]
@@ -168,21 +193,28 @@ class PopulationSteps:
         self.splits = [loaded[r.cfg.seed] for r in runs]
         self.shared_eval = len(loaded) == 1  # every trial evaluates the same batches
         self.steps = steps_per_epoch(cfg0, self.splits[0]["train"])
-        model = model_from_config(cfg0, task)
+        self.width = max(r.cfg.hidden for r in runs)
+        model = model_from_config(cfg0, task, hidden=self.width)
         txs = [make_optimizer(r.cfg.optimizer, r.cfg.lr, r.cfg.grad_clip) for r in runs]
         keys = [jax.random.split(jax.random.key(r.cfg.seed)) for r in runs]
         x0, len0 = self.splits[0]["train"]["x"][:1].astype(np.float32), self.splits[0]["train"]["lengths"][:1]
+        wide = jax.eval_shape(lambda k: _initial_state(model, txs[0], k, x0, len0), keys[0][0])
         latest = [r.ckpt.latest_epoch() for r in runs]
         common = latest[0] if all(e == latest[0] for e in latest) else None  # populations move in lockstep
-        states = []
-        for r, (init_key, _), tx in zip(runs, keys, txs):
-            params = model.init(init_key, x0, len0)
-            states.append(restore_latest(r, {"params": params, "opt_state": tx.init(params)}, common))
-            r.result.update(num_params=count_params(params), objective=dict(zip(("name", "mode"), task.objective)))
+        states, masks, self.own_shapes = [], [], []
+        for r, (init_key, _), tx in zip(runs, keys, txs):  # each trial starts as its lone run, at its own width
+            own = _initial_state(model_from_config(r.cfg, task), tx, init_key, x0, len0)
+            own = restore_latest(r, own, common)
+            self.own_shapes.append(jax.eval_shape(lambda: own))
+            states.append(widths.embed(own, wide, r.cfg.hidden, self.width))
+            masks.append(widths.mask(own["params"], wide["params"], r.cfg.hidden, self.width))
+            r.result.update(num_params=count_params(own["params"]), objective=dict(zip(("name", "mode"), task.objective)))
         self.placement = Placement.for_sizes(K, what="trials", devices=devices)
         for r in runs:
             r.result["device_count"] = self.placement.count
         self._state = self.placement.shard(stack(states))
+        mixed = any(r.cfg.hidden < self.width for r in runs)
+        self.masks = self.placement.shard(stack(masks)) if mixed else None  # only a mixed population has padding
         self.step = runs[0].meta["step"]
         self.noise = jnp.asarray([r.cfg.input_noise for r in runs], jnp.float32)
         self.alive = jnp.asarray([r.running for r in runs])
@@ -194,9 +226,9 @@ class PopulationSteps:
         train_step, K = make_train_step(model, self.task, tx), self.K
 
         @functools.partial(jax.jit, static_argnames="padded")
-        def population_step(state, batch, step_number, noise, alive, padded):
+        def population_step(state, batch, step_number, noise, masks, alive, padded):
             rngs = jax.vmap(jax.random.fold_in, (0, None))(step_keys, step_number)  # each trial's lone-run rng
-            new, sums = over_trials(lambda *a: train_step(*a, padded=padded))(state, batch, rngs, noise)
+            new, sums = over_trials(lambda s, b, r, n, m: train_step(s, b, r, n, padded, m))(state, batch, rngs, noise, masks)
             ok = alive & jnp.isfinite(sums["loss"][0] / sums["loss"][1])
             keep = lambda n, o: jnp.where(ok.reshape((K,) + (1,) * (n.ndim - 1)), n, o)  # freeze the ended
             return jax.tree.map(keep, new, state), sums, ok
@@ -221,7 +253,7 @@ class PopulationSteps:
                 break
             batch, t0 = stack_batches(batch_list, task.time_keys), time.time()
             self._state, m, self.alive = self._train_step(self._state, self.placement.shard(batch), self.step, self.noise,
-                                                          self.alive, padded=is_padded(batch))
+                                                          self.masks, self.alive, padded=is_padded(batch))
             if self.compile_seconds is None:  # this process's first step compiles the program
                 jax.block_until_ready(m)
                 self.compile_seconds = time.time() - t0
@@ -246,7 +278,13 @@ class PopulationSteps:
         return [means(jax.tree.map(lambda x: x[k], sums)) for k in range(K)]
 
     def state(self, k: int):
-        return unstack(self._state, k)
+        """Trial k's state at its own width: what its checkpoint holds."""
+        return widths.extract(unstack(self._state, k), self.own_shapes[k], self.runs[k].cfg.hidden, self.width)
 
     def stop(self, k: int) -> None:
         self.alive = self.alive.at[k].set(False)
+
+
+def _initial_state(model, tx, key, x, lengths) -> dict:
+    params = model.init(key, x, lengths)
+    return {"params": params, "opt_state": tx.init(params)}

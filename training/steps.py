@@ -55,16 +55,21 @@ def make_update(tx):
 
 
 def make_train_step(model, task, tx):
-    """train_step(state, batch, rng, noise_std, padded=True) -> (state, metrics), on one device.
+    """train_step(state, batch, rng, noise_std, padded=True, grad_mask=None) -> (state, metrics), on one device.
 
     state = {"params", "opt_state"}; the learning rate and momentum live in opt_state (injected
     hyperparameters) and the input-noise std is an argument, so one compiled step serves any
     values of them (population training vmaps over all three). Jit it with static_argnames="padded".
+    grad_mask (a 0/1 tree like the params) zeroes the gradient of parameters that must not move: the
+    padding of a narrower trial in a wider population (training/widths.py).
     """
     grad_step, update = make_grad_step(model, task), make_update(tx)
 
-    def train_step(state, batch, rng, noise_std, padded=True):
-        return update(state, *grad_step(state["params"], batch, rng, noise_std, padded))
+    def train_step(state, batch, rng, noise_std, padded=True, grad_mask=None):
+        grads, sums = grad_step(state["params"], batch, rng, noise_std, padded)
+        if grad_mask is not None:
+            grads = jax.tree.map(jnp.multiply, grads, grad_mask)
+        return update(state, grads, sums)
 
     return train_step
 

@@ -2,9 +2,12 @@
 
     python train.py -m hydra/launcher=population cell=v,gru lr=1e-4,1e-3,1e-2 seed=0,1
 
-Jobs are grouped by shape (training.population.shape_key: everything but lr, seed, momentum and
-input noise must match); each group trains as one compiled program, and every trial still writes
-its own record into its own sweep subdirectory, exactly as with any other launcher.
+    python train.py -m -cd sweeps -cn random_search cell=v launch=population   # Greff's search
+
+Jobs are grouped by structure (training.population.group_by_shape: everything but lr, seed,
+momentum, input noise and hidden size must match; widths in buckets of `width_bucket` units);
+each group trains as one compiled program, and every trial still writes its own record and its
+`.hydra/` folder into its own sweep subdirectory, exactly as with any other launcher.
 """
 
 
@@ -12,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -26,15 +29,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class PopulationLauncherConf:
     _target_: str = "hydra_plugins.odyssey_population.PopulationLauncher"
-    max_size: Optional[int] = None  # most trials in one population (memory); null: a whole shape group
+    max_size: Optional[int] = None  # most trials in one population (memory); null: a whole group
+    width_bucket: Any = "auto"  # widths padded together: N units per bucket, null (to the widest) or auto (32 on CPU, else null)
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="population", node=PopulationLauncherConf, provider="odyssey")
 
 
 class PopulationLauncher(Launcher):
-    def __init__(self, max_size: Optional[int] = None) -> None:
-        self.max_size = max_size
+    def __init__(self, max_size: Optional[int] = None, width_bucket: Any = "auto") -> None:
+        self.max_size, self.width_bucket = max_size, width_bucket
         self.config = self.hydra_context = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
@@ -62,12 +66,14 @@ class PopulationLauncher(Launcher):
             with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
                 cfg.hydra.runtime.output_dir = run_dir
             task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+            if cfg.hydra.output_subdir is not None:
+                save_job_configs(Path(run_dir) / str(cfg.hydra.output_subdir), task_cfg, cfg, list(overrides))
             jobs.append((list(overrides), cfg, task_cfg, run_dir))
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
 
         returns = []
         try:
-            results = train_population([j[2] for j in jobs], [j[3] for j in jobs], self.max_size)
+            results = train_population([j[2] for j in jobs], [j[3] for j in jobs], self.max_size, self.width_bucket)
         except Exception:  # each trial's result.json already says failed; the sweep goes on
             log.exception("a population failed")
             results = [None] * len(jobs)
@@ -78,3 +84,11 @@ class PopulationLauncher(Launcher):
             returns.append(JobReturn(overrides=overrides, cfg=task_cfg, hydra_cfg=cfg, working_dir=run_dir,
                                      task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED, _return_value=value))
         return returns
+
+
+def save_job_configs(folder: Path, task_cfg, cfg, overrides: list[str]) -> None:
+    """The `.hydra/` folder Hydra writes for every job it runs itself (config, hydra, overrides)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(task_cfg, folder / "config.yaml", resolve=False)
+    OmegaConf.save(OmegaConf.create({"hydra": cfg.hydra}), folder / "hydra.yaml", resolve=False)
+    OmegaConf.save(OmegaConf.create(overrides), folder / "overrides.yaml")
