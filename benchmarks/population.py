@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tasks.mnist import MNISTTask
+from tasks import task_from_conf
 from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel, resolve_hoist
 from training.optim import make_optimizer
@@ -45,7 +45,7 @@ from training.steps import make_train_step
 
 def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str):
     """The population's jitted train step and stacked state; K=None: a lone run's step and state."""
-    task = MNISTTask()
+    task = task_from_conf("mnist")
     model = SequenceModel(cell=cell, hidden=hidden, output_size=10, hoist_projection=resolve_hoist("auto"))
 
     class Adam:  # the optimizer config train.py would pass

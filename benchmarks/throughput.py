@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tasks.mnist import MNISTTask
+from tasks import task_from_conf
 from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel, resolve_hoist
 from training.optim import make_optimizer
@@ -117,7 +117,7 @@ def timed_loop(step, state, args) -> tuple[Callable[[int], None], float]:
 def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
     """train.py's own steps (training.split.Steps: each batch split over the devices the batch size
     divides over); returns (run(n), seconds of the first step, which compiles)."""
-    steps = Steps(model, MNISTTask(), tx, Placement.for_sizes(B).devices)
+    steps = Steps(model, task_from_conf("mnist"), tx, Placement.for_sizes(B).devices)
     params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
     holder = [steps.place({"params": params, "opt_state": tx.init(params)})]
     args = (random_batch(T, D, B), jax.random.key(1), np.float32(0.0))

@@ -17,8 +17,7 @@ class AddingTask(Task):
     readout = "last"
     objective = ("mse", "min")
 
-    def __init__(self, name: str = "adding", length: int = 50, train_size: int = 10000,
-                 valid_size: int = 1000, test_size: int = 1000):
+    def __init__(self, name: str, length: int, train_size: int, valid_size: int, test_size: int):
         if length < 2:
             raise ValueError(f"task.length must be at least 2 (one marker per half), got {length}.")
         self.name, self.length = name, length

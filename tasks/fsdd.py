@@ -41,12 +41,12 @@ class Recordings(NamedTuple):
 class FeatureSpec(NamedTuple):
     """How audio becomes frames: `kind` mfcc (n_mfcc coefficients of n_mels log-mel bands) or logmel."""
 
-    kind: str = "mfcc"
-    n_mfcc: int = 20
-    n_mels: int = 40
-    window_ms: float = 25.0
-    hop_ms: float = 10.0
-    sample_rate: int = 8000
+    kind: str  # values: conf/task/fsdd.yaml
+    n_mfcc: int
+    n_mels: int
+    window_ms: float
+    hop_ms: float
+    sample_rate: int
 
     def check(self) -> None:
         if self.kind not in ("mfcc", "logmel"):
@@ -203,9 +203,8 @@ class FSDDTask(Task):
     objective = ("accuracy", "max")
     bidirectional = True
 
-    def __init__(self, name: str = "fsdd", features: str = "mfcc", n_mfcc: int = 20, n_mels: int = 40,
-                 window_ms: float = 25.0, hop_ms: float = 10.0, sample_rate: int = 8000, valid_size: int = 270,
-                 time_bucket: int = 16):
+    def __init__(self, name: str, features: str, n_mfcc: int, n_mels: int, window_ms: float, hop_ms: float,
+                 sample_rate: int, valid_size: int, time_bucket: int):
         self.spec = FeatureSpec(features, n_mfcc, n_mels, window_ms, hop_ms, sample_rate)
         self.spec.check()
         self.name, self.valid_size, self.time_bucket = name, valid_size, time_bucket

@@ -56,10 +56,9 @@ class FSDDStringsTask(Task):
     bidirectional = True
     needs_host_metrics = True
 
-    def __init__(self, name: str = "fsdd_strings", features: str = "mfcc", n_mfcc: int = 20, n_mels: int = 40,
-                 window_ms: float = 25.0, hop_ms: float = 10.0, sample_rate: int = 8000, valid_recordings: int = 270,
-                 min_digits: int = 2, max_digits: int = 5, train_size: int = 4000, valid_size: int = 400,
-                 test_size: int = 400, data_seed: int = 0, time_bucket: int = 32):
+    def __init__(self, name: str, features: str, n_mfcc: int, n_mels: int, window_ms: float, hop_ms: float,
+                 sample_rate: int, valid_recordings: int, min_digits: int, max_digits: int, train_size: int,
+                 valid_size: int, test_size: int, data_seed: int, time_bucket: int):
         self.spec = FeatureSpec(features, n_mfcc, n_mels, window_ms, hop_ms, sample_rate)
         self.spec.check()
         if not 1 <= min_digits <= max_digits:

@@ -100,8 +100,7 @@ class MNISTTask(Task):
     readout = "last"
     objective = ("accuracy", "max")
 
-    def __init__(self, name: str = "mnist", layout: str = "rows", permute: bool = False,
-                 permutation_seed: int = 0, valid_size: int = 5000):
+    def __init__(self, name: str, layout: str, permute: bool, permutation_seed: int, valid_size: int):
         if layout not in ("rows", "pixels"):
             raise ValueError(f"task.layout must be 'rows' (28 steps × 28) or 'pixels' (784 steps × 1), got {layout!r}.")
         self.name, self.layout, self.permute = name, layout, permute

@@ -195,8 +195,7 @@ class MusicTask(Task):
     objective = ("nll", "min")
     time_keys = ("x", "y")
 
-    def __init__(self, name: str = "jsb", dataset: str | None = None, time_bucket: int = 32):
-        dataset = dataset or name
+    def __init__(self, name: str, dataset: str, time_bucket: int):
         if dataset not in DATASETS:
             raise ValueError(f"task.dataset={dataset!r}; choose one of {', '.join(DATASETS)}.")
         if time_bucket < 1:

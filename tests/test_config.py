@@ -47,6 +47,17 @@ def test_every_task_yaml_composes_and_builds_its_task(task):
     make_task(cfg.task)  # every key of the yaml is an argument the task accepts (no data is loaded)
 
 
+def test_task_constructors_take_their_values_from_the_yaml_only():
+    """No default in code that could drift from conf/task/ (FSDDTask's time_bucket once said 16, the yaml 32)."""
+    import inspect
+
+    from tasks import TASKS
+
+    for name, cls in TASKS.items():
+        defaults = [p.name for p in inspect.signature(cls.__init__).parameters.values() if p.default is not p.empty]
+        assert defaults == [], f"{cls.__name__} ({name}) has defaults for {defaults}; they belong in conf/task/{name}.yaml"
+
+
 # `key: value` with something after the colon; headers (`speed:`) and list entries (`- cell: v`) are not
 # knobs, nor is a group file's `name:` (the file's header comment says what it selects)
 KNOB = re.compile(r"^\s*(?!name\s*:)[A-Za-z_][\w.]*\s*:\s*[^\s#]")
@@ -97,6 +108,8 @@ def test_the_default_job_is_the_tutorials_row_mnist_experiment():
     ("cell.forget_bias=abc", "Value 'abc' of type 'str' could not be converted to Float"),
     ("cell.switches={bogus: true}", "Key 'bogus' not in 'SwitchesSchema'"),
     ("optimizer.momentum=lots", "could not be converted to Float"),
+    ("task.length=long", "Value 'long' of type 'str' could not be converted to Integer"),  # the task group is typed too
+    ("task.lenght=6", "Key 'lenght' not in 'AddingSchema'"),
 ])
 def test_unknown_keys_and_wrong_types_fail_at_composition(override, message):
     with pytest.raises(ConfigCompositionException) as e:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import compose_config, shared_data
-from tasks import DataError, make_task
-from tasks.mnist import IDX_FILES, MNISTTask, read_idx
+from tasks import DataError, make_task, task_from_conf
+from tasks.mnist import IDX_FILES, read_idx
 
 N_TRAIN, N_TEST = 60, 20
 
@@ -48,7 +48,7 @@ def rows(raw_images: np.ndarray) -> set[bytes]:
 
 def test_rows_layout_scales_pixels_and_keeps_every_image(mnist_dir):
     directory, raw = mnist_dir
-    splits = MNISTTask(valid_size=10).load(str(directory), seed=0)
+    splits = task_from_conf("mnist", valid_size=10).load(str(directory), seed=0)
     assert {k: len(v["y"]) for k, v in splits.items()} == {"train": 50, "valid": 10, "test": N_TEST}
     for split in splits.values():
         assert split["x"].shape[1:] == (28, 28) and split["x"].dtype == np.float32
@@ -66,13 +66,13 @@ def test_rows_layout_scales_pixels_and_keeps_every_image(mnist_dir):
 
 def test_files_in_a_mnist_subfolder_are_found(tmp_path):
     raw = write_mnist(tmp_path / "mnist")
-    splits = MNISTTask(valid_size=10).load(str(tmp_path), seed=0)
+    splits = task_from_conf("mnist", valid_size=10).load(str(tmp_path), seed=0)
     np.testing.assert_array_equal(splits["test"]["y"], raw["test"][1])
 
 
 def test_pixels_layout_is_784_steps_of_one_pixel(mnist_dir):
     directory, raw = mnist_dir
-    test = MNISTTask(layout="pixels", valid_size=10).load(str(directory), seed=0)["test"]
+    test = task_from_conf("mnist", layout="pixels", valid_size=10).load(str(directory), seed=0)["test"]
     assert test["x"].shape == (N_TEST, 784, 1)
     assert (test["lengths"] == 784).all()
     np.testing.assert_array_equal(test["x"][:, :, 0], raw["test"][0].reshape(N_TEST, 784) / np.float32(255.0))
@@ -82,7 +82,7 @@ def test_psmnist_permutation_is_fixed_by_its_own_seed(mnist_dir):
     directory, raw = mnist_dir
 
     def permuted(permutation_seed, run_seed=0):
-        task = MNISTTask(layout="pixels", permute=True, permutation_seed=permutation_seed, valid_size=10)
+        task = task_from_conf("mnist", layout="pixels", permute=True, permutation_seed=permutation_seed, valid_size=10)
         return task.load(str(directory), seed=run_seed)["test"]["x"][:, :, 0]
 
     plain = raw["test"][0].reshape(N_TEST, 784) / np.float32(255.0)
@@ -97,8 +97,8 @@ def test_psmnist_permutation_is_fixed_by_its_own_seed(mnist_dir):
 
 def test_the_validation_split_is_the_same_for_every_run_seed(mnist_dir):
     directory, _ = mnist_dir
-    a = MNISTTask(valid_size=10).load(str(directory), seed=0)
-    b = MNISTTask(valid_size=10).load(str(directory), seed=123)
+    a = task_from_conf("mnist", valid_size=10).load(str(directory), seed=0)
+    b = task_from_conf("mnist", valid_size=10).load(str(directory), seed=123)
     for split in ("train", "valid"):
         np.testing.assert_array_equal(a[split]["x"], b[split]["x"])
         np.testing.assert_array_equal(a[split]["y"], b[split]["y"])
@@ -107,7 +107,7 @@ def test_the_validation_split_is_the_same_for_every_run_seed(mnist_dir):
 def test_valid_size_must_leave_training_images(mnist_dir):
     directory, _ = mnist_dir
     with pytest.raises(ValueError, match="valid_size must be between 1 and 59"):
-        MNISTTask(valid_size=60).load(str(directory), seed=0)
+        task_from_conf("mnist", valid_size=60).load(str(directory), seed=0)
 
 
 def test_a_truncated_file_is_a_data_error_naming_it(mnist_dir):
@@ -115,7 +115,7 @@ def test_a_truncated_file_is_a_data_error_naming_it(mnist_dir):
     path = directory / IDX_FILES["train"][0]
     path.write_bytes(path.read_bytes()[:-200])  # cut inside the gzip stream
     with pytest.raises(DataError, match=str(path)):
-        MNISTTask(valid_size=10).load(str(directory), seed=0)
+        task_from_conf("mnist", valid_size=10).load(str(directory), seed=0)
 
 
 def test_a_file_with_the_wrong_magic_is_a_data_error_naming_it(mnist_dir):
@@ -123,7 +123,7 @@ def test_a_file_with_the_wrong_magic_is_a_data_error_naming_it(mnist_dir):
     path = directory / IDX_FILES["test"][0]
     write_idx(path, raw["test"][0], 2049)  # the labels' magic on an images file
     with pytest.raises(DataError, match=f"{path}: not an IDX file with magic 2051"):
-        MNISTTask(valid_size=10).load(str(directory), seed=0)
+        task_from_conf("mnist", valid_size=10).load(str(directory), seed=0)
 
 
 def test_a_file_shorter_than_its_header_says_is_a_data_error_naming_it(tmp_path):
@@ -139,7 +139,7 @@ def test_images_and_labels_of_different_counts_are_a_data_error(mnist_dir):
     directory, raw = mnist_dir
     write_idx(directory / IDX_FILES["test"][1], raw["test"][1][:-1], 2049)
     with pytest.raises(DataError, match="20 images but t10k-labels-idx1-ubyte.gz has 19 labels"):
-        MNISTTask(valid_size=10).load(str(directory), seed=0)
+        task_from_conf("mnist", valid_size=10).load(str(directory), seed=0)
 
 
 def test_no_files_fails_at_once_naming_where_it_looked_and_writes_nothing(tmp_path):
@@ -147,7 +147,7 @@ def test_no_files_fails_at_once_naming_where_it_looked_and_writes_nothing(tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError) as e:
-        MNISTTask().load(str(empty), seed=0)
+        task_from_conf("mnist").load(str(empty), seed=0)
     message = str(e.value)
     assert str(empty) in message and "train-images-idx3-ubyte.gz" in message
     assert "ODYSSEY_DATA_DIR" in message and "download=true" in message
@@ -166,7 +166,7 @@ def test_with_download_and_no_network_says_where_it_looked_and_how_to_supply_dat
     monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
     empty = tmp_path / "empty"
     empty.mkdir()
-    task = MNISTTask()
+    task = task_from_conf("mnist")
     task.download = True
     with pytest.raises(DataError) as e:
         task.load(str(empty), seed=0)
@@ -188,7 +188,7 @@ def test_data_dir_defaults_to_the_odyssey_data_dir_variable(mnist_dir, monkeypat
 @pytest.mark.slow
 def test_the_real_files_hold_the_official_splits():
     directory = shared_data("mnist")
-    splits = MNISTTask().load(str(directory), seed=0)
+    splits = task_from_conf("mnist").load(str(directory), seed=0)
     assert {k: v["x"].shape for k, v in splits.items()} == {
         "train": (55000, 28, 28), "valid": (5000, 28, 28), "test": (10000, 28, 28)}
     assert set(np.unique(splits["test"]["y"])) == set(range(10))

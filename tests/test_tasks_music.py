@@ -12,9 +12,9 @@ import pytest
 import scipy.io
 
 from conftest import compose_config, shared_data
-from tasks import DataError, batches, make_task
+from tasks import DataError, batches, make_task, task_from_conf
 from tasks import music
-from tasks.music import MusicTask, Source, load_pickle
+from tasks.music import Source, load_pickle
 from training import train
 
 LENGTHS = {"traindata": [5, 3, 4], "validdata": [4], "testdata": [6, 2]}
@@ -57,7 +57,7 @@ def offline(monkeypatch, tmp_path):
 
 def test_splits_are_next_step_pairs_zero_padded(tmp_path, offline):
     mat = write_mat(tmp_path / "polyphonic" / "JSB_Chorales.mat")
-    splits = MusicTask("jsb").load(str(tmp_path), seed=0)
+    splits = task_from_conf("jsb").load(str(tmp_path), seed=0)
     assert {k: len(v["lengths"]) for k, v in splits.items()} == {"train": 3, "valid": 1, "test": 2}
     train = splits["train"]
     assert train["x"].shape == train["y"].shape == (3, 4, 88)  # longest piece 5 steps -> 4 predictions
@@ -71,7 +71,7 @@ def test_splits_are_next_step_pairs_zero_padded(tmp_path, offline):
 
 def test_the_mat_may_sit_directly_in_data_dir(tmp_path, offline):
     write_mat(tmp_path / "Nottingham.mat")
-    assert len(MusicTask("nottingham").load(str(tmp_path), 0)["test"]["lengths"]) == 2
+    assert len(task_from_conf("nottingham").load(str(tmp_path), 0)["test"]["lengths"]) == 2
 
 
 def test_nll_is_the_per_step_sum_over_keys_of_sigmoid_cross_entropies(tmp_path):
@@ -83,7 +83,7 @@ def test_nll_is_the_per_step_sum_over_keys_of_sigmoid_cross_entropies(tmp_path):
     p = 1 / (1 + np.exp(-logits.astype(np.float64)))
     per_step = -(y * np.log(p) + (1 - y) * np.log(1 - p)).sum(-1)  # [B, T]
     expected = (per_step[0, :5].sum() + per_step[1, :2].sum()) / 7  # row 2 is a padding row (mask 0)
-    m = jax.jit(MusicTask("jsb").metrics)(logits, batch)
+    m = jax.jit(task_from_conf("jsb").metrics)(logits, batch)
     total, count = m["nll"]
     assert float(count) == 7
     assert float(total) / float(count) == pytest.approx(expected, rel=1e-5)
@@ -95,19 +95,19 @@ def test_padded_steps_and_padding_rows_do_not_change_the_nll():
     logits = rng.normal(size=(2, 6, 88)).astype(np.float32)
     y = (rng.random((2, 6, 88)) < 0.2).astype(np.uint8)
     batch = {"y": y, "lengths": np.array([6, 3], np.int32), "mask": np.array([1, 1], np.float32)}
-    base = MusicTask("jsb").metrics(logits, batch)["nll"]
+    base = task_from_conf("jsb").metrics(logits, batch)["nll"]
     logits2, y2 = logits.copy(), y.copy()
     logits2[1, 3:] = 50.0
     y2[1, 3:] = 0
-    changed = MusicTask("jsb").metrics(logits2, {**batch, "y": y2})["nll"]
+    changed = task_from_conf("jsb").metrics(logits2, {**batch, "y": y2})["nll"]
     np.testing.assert_allclose(changed, base, rtol=1e-6)
-    dropped = MusicTask("jsb").metrics(logits, {**batch, "mask": np.array([1, 0], np.float32)})["nll"]
+    dropped = task_from_conf("jsb").metrics(logits, {**batch, "mask": np.array([1, 0], np.float32)})["nll"]
     assert float(dropped[1]) == 6 and float(dropped[0]) < float(base[0])
 
 
 def test_batches_trim_inputs_and_targets_together(tmp_path, offline):
     write_mat(tmp_path / "JSB_Chorales.mat", {"traindata": [9, 3], "validdata": [4], "testdata": [4]})
-    task = MusicTask("jsb", time_bucket=4)
+    task = task_from_conf("jsb", time_bucket=4)
     split = task.load(str(tmp_path), 0)["train"]
     (short,) = [b for b in batches(split, 1, time_keys=task.time_keys, time_bucket=task.time_bucket)
                 if b["lengths"][0] == 2]
@@ -122,7 +122,7 @@ def test_original_pickles_map_midi_21_to_108_onto_columns_0_to_87(tmp_path, offl
     np.testing.assert_array_equal(np.flatnonzero(rolls["train"][0][0]), [39, 43])
     assert not rolls["train"][0][1].any()
     np.testing.assert_array_equal(np.flatnonzero(rolls["train"][0][2]), [0, 87])
-    splits = MusicTask("jsb").load(str(tmp_path), 0)  # found by its original name, with a space
+    splits = task_from_conf("jsb").load(str(tmp_path), 0)  # found by its original name, with a space
     assert splits["train"]["x"].shape == (2, 2, 88)
 
 
@@ -152,7 +152,7 @@ def test_bad_pickles_name_the_file_and_problem(tmp_path, pieces, message):
 def test_a_corrupt_mat_file_is_a_data_error_naming_it(tmp_path, offline):
     (tmp_path / "Piano_midi.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
     with pytest.raises(DataError, match="Piano_midi.mat.*truncated or corrupt"):
-        MusicTask("piano").load(str(tmp_path), 0)
+        task_from_conf("piano").load(str(tmp_path), 0)
 
 
 @pytest.mark.parametrize("replace, message", [
@@ -165,11 +165,11 @@ def test_malformed_mat_contents_are_data_errors(tmp_path, offline, replace, mess
     lengths = {k: v for k, v in LENGTHS.items() if replace.get(k, 0) is not None}
     write_mat(tmp_path / "MuseData.mat", lengths, **{k: v for k, v in replace.items() if v is not None})
     with pytest.raises(DataError, match=f"MuseData.mat.*{message}"):
-        MusicTask("muse").load(str(tmp_path), 0)
+        task_from_conf("muse").load(str(tmp_path), 0)
 
 
 def test_missing_files_offline_say_where_they_looked_and_what_to_do(tmp_path, offline):
-    task = MusicTask("jsb")
+    task = task_from_conf("jsb")
     task.download = True
     with pytest.raises(DataError, match=r"JSB_Chorales.mat.*JSB Chorales.pickle.*download failed.*unreachable.*data_dir"):
         task.load(str(tmp_path), 0)
@@ -178,7 +178,7 @@ def test_missing_files_offline_say_where_they_looked_and_what_to_do(tmp_path, of
 def test_missing_files_without_download_fail_at_once_and_try_no_network(tmp_path, monkeypatch):
     monkeypatch.setattr(music.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download without download=true"))
     with pytest.raises(DataError, match=r"neither JSB_Chorales.mat.*found.*download=true"):
-        MusicTask("jsb").load(str(tmp_path), 0)
+        task_from_conf("jsb").load(str(tmp_path), 0)
 
 
 def fake_urlopen(payload):
@@ -192,7 +192,7 @@ def test_the_download_is_checked_by_sha256_and_cached(tmp_path, monkeypatch):
     write_mat(tmp_path / "served" / "JSB_Chorales.mat")
     payload = (tmp_path / "served" / "JSB_Chorales.mat").read_bytes()
     monkeypatch.setattr(music.urllib.request, "urlopen", fake_urlopen(b"not the file"))
-    task = MusicTask("jsb")
+    task = task_from_conf("jsb")
     task.download = True
     with pytest.raises(DataError, match="expected ac0e6085"):
         task.load(None, 0)
@@ -241,10 +241,10 @@ def test_a_file_that_differs_from_its_sha256sums_entry_is_refused_naming_it(tmp_
     good = write_mat(tmp_path / "polyphonic" / "JSB_Chorales.mat")
     digest = hashlib.sha256((tmp_path / "polyphonic" / "JSB_Chorales.mat").read_bytes()).hexdigest()
     (tmp_path / "SHA256SUMS").write_text(f"{digest}  polyphonic/JSB_Chorales.mat\n")
-    assert len(MusicTask("jsb").load(str(tmp_path), 0)["train"]["lengths"]) == len(good["traindata"][0])
+    assert len(task_from_conf("jsb").load(str(tmp_path), 0)["train"]["lengths"]) == len(good["traindata"][0])
     write_mat(tmp_path / "polyphonic" / "JSB_Chorales.mat", seed=1)  # other bytes under the listed name
     with pytest.raises(DataError, match=r"JSB_Chorales.mat: SHA-256 .* differs from .*, listed in .*SHA256SUMS"):
-        MusicTask("jsb").load(str(tmp_path), 0)
+        task_from_conf("jsb").load(str(tmp_path), 0)
 
 
 def test_another_standard_set_saved_under_the_jsb_name_is_refused(tmp_path, offline, monkeypatch):
@@ -252,7 +252,7 @@ def test_another_standard_set_saved_under_the_jsb_name_is_refused(tmp_path, offl
     monkeypatch.setitem(music.SPLIT_SIZES, "nottingham", (3, 1, 2))
     write_mat(tmp_path / "JSB_Chorales.mat")
     with pytest.raises(DataError, match=r"which is nottingham's split, not jsb's .* Nottingham.mat under another name"):
-        MusicTask("jsb").load(str(tmp_path), 0)
+        task_from_conf("jsb").load(str(tmp_path), 0)
 
 
 @pytest.mark.slow

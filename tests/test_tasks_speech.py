@@ -9,9 +9,9 @@ import scipy.io.wavfile
 
 import tasks.fsdd_strings as fsdd_strings
 from conftest import compose_config, shared_data
-from tasks import DataError, make_task
-from tasks.fsdd import FSDDTask, split_ids
-from tasks.fsdd_strings import BLANK, FSDDStringsTask, greedy_decode, make_strings
+from tasks import DataError, make_task, task_from_conf
+from tasks.fsdd import split_ids
+from tasks.fsdd_strings import BLANK, greedy_decode, make_strings
 from training import train
 
 HOP = 80  # samples per 10 ms frame at 8 kHz
@@ -56,7 +56,7 @@ def real_frames(split):
 # ---------------------------------------------------------------- fsdd: utterance classification
 
 def test_recordings_0_to_4_are_the_test_set_and_the_rest_train_or_valid(tiny_fsdd):
-    splits = FSDDTask(valid_size=2).load(str(tiny_fsdd), seed=0)
+    splits = task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), seed=0)
     assert {s: len(v["y"]) for s, v in splits.items()} == {"train": 10, "valid": 2, "test": 30}
     assert set(splits["test"]["lengths"]) == {11, 12, 13, 14, 15}  # indices 0-4
     assert set(splits["train"]["lengths"]) | set(splits["valid"]["lengths"]) <= {16, 17}  # indices 5-6
@@ -65,7 +65,7 @@ def test_recordings_0_to_4_are_the_test_set_and_the_rest_train_or_valid(tiny_fsd
 
 
 def test_the_validation_recordings_are_fixed_whatever_the_run_seed(tiny_fsdd):
-    a, b = FSDDTask(valid_size=2).load(str(tiny_fsdd), 0), FSDDTask(valid_size=2).load(str(tiny_fsdd), 7)
+    a, b = task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), 0), task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), 7)
     for split in a:
         np.testing.assert_array_equal(a[split]["x"], b[split]["x"])
     ids = split_ids(np.array([0, 5, 6, 7, 4, 9, 12]), valid_size=2)
@@ -76,7 +76,7 @@ def test_the_validation_recordings_are_fixed_whatever_the_run_seed(tiny_fsdd):
 
 
 def test_features_are_standardized_with_training_statistics(tiny_fsdd):
-    splits = FSDDTask(valid_size=2).load(str(tiny_fsdd), 0)
+    splits = task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), 0)
     frames = real_frames(splits["train"])
     np.testing.assert_allclose(frames.mean(0), 0, atol=1e-4)
     np.testing.assert_allclose(frames.std(0), 1, atol=1e-3)
@@ -85,28 +85,28 @@ def test_features_are_standardized_with_training_statistics(tiny_fsdd):
 
 
 def test_log_mel_features_have_one_value_per_band(tiny_fsdd):
-    splits = FSDDTask(features="logmel", n_mels=24, valid_size=2).load(str(tiny_fsdd), 0)
+    splits = task_from_conf("fsdd", features="logmel", n_mels=24, valid_size=2).load(str(tiny_fsdd), 0)
     assert splits["test"]["x"].shape[-1] == 24
 
 
 def test_other_sample_rates_are_resampled_to_the_task_rate(tmp_path):
     write_fsdd(tmp_path, digits=[1], indices=range(6), rate=16000, manifest=False)
-    splits = FSDDTask(valid_size=1).load(str(tmp_path), 0)
+    splits = task_from_conf("fsdd", valid_size=1).load(str(tmp_path), 0)
     assert set(splits["test"]["lengths"]) == {11, 12, 13, 14, 15}  # 10 ms frames of the 8 kHz signal
 
 
 def test_wav_names_are_parsed_when_there_is_no_manifest(tmp_path):
     folder = write_fsdd(tmp_path, manifest=False)
-    assert len(FSDDTask(valid_size=2).load(str(tmp_path / "fsdd" / "recordings"), 0)["test"]["y"]) == 30
+    assert len(task_from_conf("fsdd", valid_size=2).load(str(tmp_path / "fsdd" / "recordings"), 0)["test"]["y"]) == 30
     (folder / "hello.wav").write_bytes((folder / "0_alice_0.wav").read_bytes())
     with pytest.raises(DataError, match=r"hello.wav: not an FSDD file name; expected \{digit\}_\{speaker\}_\{index\}"):
-        FSDDTask(valid_size=2).load(str(tmp_path), 0)
+        task_from_conf("fsdd", valid_size=2).load(str(tmp_path), 0)
 
 
 def test_a_file_listed_in_the_manifest_but_missing_is_named(tiny_fsdd):
     (tiny_fsdd / "fsdd" / "recordings" / "2_bob_3.wav").unlink()
     with pytest.raises(DataError, match="2_bob_3.wav: listed in .*manifest.tsv but missing"):
-        FSDDTask(valid_size=2).load(str(tiny_fsdd), 0)
+        task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), 0)
 
 
 @pytest.mark.parametrize("content, message", [(b"RIFF\x10\x00\x00\x00WAVEjunk", "cannot read it as audio"),
@@ -118,7 +118,7 @@ def test_corrupt_or_empty_recordings_are_data_errors_naming_the_file(tiny_fsdd, 
     else:
         path.write_bytes(content)
     with pytest.raises(DataError, match=f"1_alice_6.wav: {message}"):
-        FSDDTask(valid_size=2).load(str(tiny_fsdd), 0)
+        task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), 0)
 
 
 def test_without_files_or_network_the_error_says_what_to_do(tmp_path, monkeypatch):
@@ -128,7 +128,7 @@ def test_without_files_or_network_the_error_says_what_to_do(tmp_path, monkeypatc
         raise ConnectionError("no internet")
 
     monkeypatch.setattr(tfds, "data_source", offline)
-    task = FSDDTask()
+    task = task_from_conf("fsdd")
     task.download = True
     with pytest.raises(DataError, match=r"FSDD not found.*data_dir=.*spoken_digit.*no internet.*fsdd/recordings"):
         task.load(str(tmp_path), 0)
@@ -158,7 +158,7 @@ def test_tfds_spoken_digit_gets_the_same_index_split(tmp_path, monkeypatch):
     items = [{"audio": (rng.normal(0, 3000, samples(i))).astype(np.int64), "label": d,
               "audio/filename": f"{d}_theo_{i}.wav".encode()} for d in range(2) for i in range(8)]
     monkeypatch.setattr(tfds, "data_source", lambda name, data_dir=None: {"train": FakeSource(items)})
-    task = FSDDTask(valid_size=2)
+    task = task_from_conf("fsdd", valid_size=2)
     task.download = True
     splits = task.load(None, 0)
     assert {s: len(v["y"]) for s, v in splits.items()} == {"train": 4, "valid": 2, "test": 10}
@@ -214,12 +214,12 @@ def test_strings_are_the_same_for_the_same_seed_and_differ_for_another():
 def test_each_split_draws_only_its_own_recordings_and_is_deterministic(monkeypatch):
     tags = {"train": 0, "valid": 100, "test": 200}
     monkeypatch.setattr(fsdd_strings, "utterances", lambda *args: {s: tagged(30, t) for s, t in tags.items()})
-    task = FSDDStringsTask(train_size=40, valid_size=10, test_size=10)
+    task = task_from_conf("fsdd_strings", train_size=40, valid_size=10, test_size=10)
     splits = task.load(None, 0)
     for split, first in tags.items():
         values = real_frames(splits[split])
         assert values.min() >= first and values.max() < first + 30
-    again = FSDDStringsTask(train_size=80, valid_size=10, test_size=10).load(None, 1)
+    again = task_from_conf("fsdd_strings", train_size=80, valid_size=10, test_size=10).load(None, 1)
     np.testing.assert_array_equal(again["test"]["x"], splits["test"]["x"])  # train_size and run seed leave test alone
     assert len(again["train"]["y"]) == 80
 
@@ -241,7 +241,7 @@ def strings_batch(labels, lengths, mask, L=3):
 
 
 def test_a_perfect_prediction_has_near_zero_ctc_loss_and_no_errors():
-    task = FSDDStringsTask()
+    task = task_from_conf("fsdd_strings")
     outputs = np.stack([one_hot_frames([1, BLANK, 4, BLANK, 4], 8), one_hot_frames([7, 7, 0], 8)])
     batch = strings_batch([[1, 4, 4], [7, 0]], [6, 8], [1, 1])
     total, n = jax.jit(task.metrics)(outputs, batch)["loss"]
@@ -250,7 +250,7 @@ def test_a_perfect_prediction_has_near_zero_ctc_loss_and_no_errors():
 
 
 def test_a_known_wrong_prediction_has_the_known_error_rate_and_padding_rows_do_not_count():
-    task = FSDDStringsTask()
+    task = task_from_conf("fsdd_strings")
     outputs = np.stack([one_hot_frames([1, 4], 6), one_hot_frames([3, 3, 3], 6)])  # "1 4" and a padding row
     batch = strings_batch([[1, 4, 4], [7, 0]], [6, 6], [1, 0])
     assert task.host_metrics(outputs, batch) == {"error_rate": (1.0, 3.0)}  # one deletion in three digits
@@ -261,7 +261,7 @@ def test_a_known_wrong_prediction_has_the_known_error_rate_and_padding_rows_do_n
 def test_ctc_loss_of_uniform_outputs_counts_the_alignments():
     # label "3" in two frames: the paths 3 3, 3 b and b 3 each have probability 1/11², so loss = -log(3/121)
     batch = strings_batch([[3]], [2], [1], L=1)
-    total, n = FSDDStringsTask().metrics(np.zeros((1, 2, 11), np.float32), batch)["ctc"]
+    total, n = task_from_conf("fsdd_strings").metrics(np.zeros((1, 2, 11), np.float32), batch)["ctc"]
     assert float(total) == pytest.approx(-np.log(3 / 121), rel=1e-5)
 
 

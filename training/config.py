@@ -67,6 +67,66 @@ class OptimizerSchema:  # conf/optimizer/*.yaml; each optimizer sets its own key
 
 
 @dataclass
+class TaskSchema:  # the keys every conf/task/*.yaml has
+    name: str = MISSING
+    bidirectional: bool = MISSING  # the model's natural default for the task
+
+
+@dataclass
+class MNISTSchema(TaskSchema):  # mnist, smnist, psmnist
+    layout: str = MISSING
+    permute: bool = MISSING
+    permutation_seed: int = MISSING
+    valid_size: int = MISSING
+
+
+@dataclass
+class AddingSchema(TaskSchema):
+    length: int = MISSING
+    train_size: int = MISSING
+    valid_size: int = MISSING
+    test_size: int = MISSING
+
+
+@dataclass
+class MusicSchema(TaskSchema):  # jsb, nottingham, piano, muse
+    dataset: str = MISSING
+    time_bucket: int = MISSING
+
+
+@dataclass
+class AudioSchema(TaskSchema):  # the features of tasks/fsdd.py
+    features: str = MISSING
+    n_mfcc: int = MISSING
+    n_mels: int = MISSING
+    window_ms: float = MISSING
+    hop_ms: float = MISSING
+    sample_rate: int = MISSING
+    time_bucket: int = MISSING
+
+
+@dataclass
+class FSDDSchema(AudioSchema):
+    valid_size: int = MISSING
+
+
+@dataclass
+class FSDDStringsSchema(AudioSchema):
+    valid_recordings: int = MISSING
+    min_digits: int = MISSING
+    max_digits: int = MISSING
+    train_size: int = MISSING
+    valid_size: int = MISSING
+    test_size: int = MISSING
+    data_seed: int = MISSING
+
+
+# conf/task/<name>.yaml names its schema first in its defaults list (e.g. `- mnist_schema`)
+TASK_SCHEMAS = {"mnist_schema": MNISTSchema, "adding_schema": AddingSchema, "music_schema": MusicSchema,
+                "fsdd_schema": FSDDSchema, "fsdd_strings_schema": FSDDStringsSchema}
+
+
+@dataclass
 class Schema:
     cell: CellSchema = field(default_factory=CellSchema)
     task: Any = MISSING
@@ -94,6 +154,8 @@ class Schema:
 
 
 ConfigStore.instance().store(name="odyssey_schema", node=Schema)
+for _name, _node in TASK_SCHEMAS.items():
+    ConfigStore.instance().store(group="task", name=_name, node=_node)
 
 # Greff et al. sample momentum as 1 - log-uniform([0.01, 1]); OmegaConf has no arithmetic, so the random-search
 # preset (sweeps/random_search.yaml) samples `optimizer.one_minus_momentum` and sets
