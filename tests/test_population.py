@@ -58,6 +58,13 @@ def test_a_diverging_trial_is_frozen_and_does_not_disturb_the_others(tmp_path):
         assert m["test"]["mse"] == pytest.approx(c["test"]["mse"], rel=1e-5)
 
 
+def test_a_trial_with_a_bad_config_is_recorded_as_failed_and_the_others_train(tmp_path):
+    cfgs = trial_configs()[:2] + [compose_config("lr=-1", "epochs=2")]
+    results = train_population(cfgs, [tmp_path / f"p{k}" for k in range(3)])
+    assert [r["status"] for r in results] == ["completed", "completed", "failed"]
+    assert "lr must be positive" in json.loads((tmp_path / "p2" / "result.json").read_text())["error"]
+
+
 def test_trials_group_by_structure_and_differ_only_in_lr_seed_momentum_noise_width():
     cfgs = [compose_config("lr=1e-3"), compose_config("lr=1e-2", "seed=3", "input_noise=0.5"),
             compose_config("hidden=16"), compose_config("cell=gru"), compose_config("cell=gru", "lr=0.1"),
@@ -138,3 +145,19 @@ def test_the_population_launcher_runs_a_multirun_as_populations(tmp_path):
         assert OmegaConf.load(hydra_dir / "config.yaml").hidden == r["config"]["hidden"]
         assert f"hidden={r['config']['hidden']}" in OmegaConf.load(hydra_dir / "overrides.yaml")
         assert (hydra_dir / "hydra.yaml").exists()
+
+
+@pytest.mark.slow
+def test_populations_run_as_submitit_jobs_one_per_population(tmp_path):
+    """The cluster path (one submitit job per population) with submitit's local executor."""
+    cmd = [sys.executable, "train.py", "-m", "launch=population", "hydra.launcher.backend=local", "task=adding",
+           "task.length=6", "task.train_size=64", "task.valid_size=32", "task.test_size=32", "hidden=8,13", "epochs=1",
+           "batch_size=16", "wandb.mode=disabled", "cell=v,gru", f"hydra.sweep.dir={tmp_path}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    assert len(results) == 4 and all(r["status"] == "completed" for r in results)
+    assert [r["population_size"] for r in results] == [2] * 4
+    jobs = [d for d in (tmp_path / ".submitit").iterdir() if d.name.isdigit()]  # a folder per job id
+    assert len(jobs) == 2  # one job per cell's population
+    assert "2 populations submitted (local)" in out.stdout + out.stderr

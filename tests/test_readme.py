@@ -65,7 +65,7 @@ def test_every_readme_preset_command_launches_valid_trials(args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("inline", ["python train.py -m launch=joblib study=lr_scan", "python train.py -m hydra/launcher=population"])
+@pytest.mark.parametrize("inline", ["python train.py -m launch=joblib study=lr_scan", "python train.py -m launch=population"])
 def test_the_readme_adhoc_and_population_multiruns_run(inline, tmp_path):
     """The inline multirun examples, on the tiny adding task (their trials as written would read MNIST)."""
     from conftest import TINY

@@ -30,6 +30,7 @@ from training import widths
 from training.devices import Placement
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
+from training.records import RunRecord
 from training.run import Run, begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.steps import add_sums, is_padded, make_eval_step, make_train_step, means
 
@@ -80,22 +81,41 @@ def group_by_shape(cfgs, width_bucket: int | str | None = None) -> list[list[int
     return [sorted(g, key=lambda i: cfgs[i].hidden) for g in groups.values()]
 
 
-def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto") -> list[dict]:
-    """Train every config, grouped into populations (`group_by_shape`) of at most `max_size`; one result each."""
-    results: list[dict | None] = [None] * len(cfgs)
+def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str | None = "auto") -> list[list[int]]:
+    """The populations to train: groups of `group_by_shape`, cut into pieces of at most `max_size` trials."""
+    plan = []
     for group in group_by_shape(cfgs, width_bucket):
         size = max_size or len(group)
-        for start in range(0, len(group), size):
-            idx = group[start:start + size]
-            for i, r in zip(idx, _train_group([cfgs[i] for i in idx], [Path(run_dirs[i]) for i in idx])):
-                results[i] = r
+        plan += [group[start:start + size] for start in range(0, len(group), size)]
+    return plan
+
+
+def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto") -> list[dict]:
+    """Train every config, grouped into populations (`plan_populations`), here, one after another; one result each."""
+    results: list[dict | None] = [None] * len(cfgs)
+    for idx in plan_populations(cfgs, max_size, width_bucket):
+        for i, r in zip(idx, train_one_population([cfgs[i] for i in idx], [run_dirs[i] for i in idx])):
+            results[i] = r
     return results
 
 
-def _train_group(cfgs, run_dirs) -> list[dict]:
+def train_one_population(cfgs, run_dirs, in_new_process: bool = False) -> list[dict]:
+    """One population: its trials' results (each also in its run_dir's result.json). in_new_process: this
+    process has not started JAX yet (a cluster job), so set its CPU devices and logging first."""
+    if in_new_process:
+        from training.devices import configure_cpu_devices
+        from training.logs import configure_logging
+
+        configure_cpu_devices(cfgs[0].speed.cpu_devices)
+        configure_logging(cfgs[0].verbose)
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     out, runs = [], []
     for cfg, run_dir in zip(cfgs, run_dirs):
-        run, done = begin_run(cfg, run_dir, population_size=len(cfgs))
+        try:
+            run, done = begin_run(cfg, Path(run_dir), population_size=len(cfgs))
+        except Exception:  # a bad config: begin_run recorded it as failed; the others train without it
+            out.append(RunRecord(Path(run_dir)).previous())
+            continue
         out.append(run.result)
         if not done:
             runs.append(run)

@@ -8,14 +8,19 @@ Jobs are grouped by structure (training.population.group_by_shape: everything bu
 momentum, input noise and hidden size must match; widths in buckets of `width_bucket` units);
 each group trains as one compiled program, and every trial still writes its own record and its
 `.hydra/` folder into its own sweep subdirectory, exactly as with any other launcher.
+
+`backend` says where the populations run: `here` (in this process, one after another), or through
+submitit, one job per population: `local` (a process each on this machine, all at once) or `slurm`
+(one Slurm job each; `submitit` holds its parameters: partition, gpus_per_node, timeout_min, ...).
+    python train.py -m -cd sweeps -cn random_search cell=v launch=population_slurm hydra.launcher.submitit.slurm_partition=gpu
 """
 
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -31,14 +36,21 @@ class PopulationLauncherConf:
     _target_: str = "hydra_plugins.odyssey_population.PopulationLauncher"
     max_size: Optional[int] = None  # most trials in one population (memory); null: a whole group
     width_bucket: Any = "auto"  # widths padded together: N units per bucket, null (to the widest) or auto (32 on CPU, else null)
+    backend: str = "here"  # here | local | slurm: where each population runs (local and slurm: a submitit job each)
+    submitit: Dict[str, Any] = field(default_factory=dict)  # submitit executor parameters (timeout_min, partition, ...)
 
 
+BACKENDS = ("here", "local", "slurm")
 ConfigStore.instance().store(group="hydra/launcher", name="population", node=PopulationLauncherConf, provider="odyssey")
 
 
 class PopulationLauncher(Launcher):
-    def __init__(self, max_size: Optional[int] = None, width_bucket: Any = "auto") -> None:
-        self.max_size, self.width_bucket = max_size, width_bucket
+    def __init__(self, max_size: Optional[int] = None, width_bucket: Any = "auto", backend: str = "here",
+                 submitit: Optional[Dict[str, Any]] = None) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"hydra.launcher.backend={backend!r}; choose one of {', '.join(BACKENDS)}.")
+        self.max_size, self.width_bucket, self.backend = max_size, width_bucket, backend
+        self.submitit = dict(submitit or {})
         self.config = self.hydra_context = self.task_function = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
@@ -73,7 +85,7 @@ class PopulationLauncher(Launcher):
 
         returns = []
         try:
-            results = train_population([j[2] for j in jobs], [j[3] for j in jobs], self.max_size, self.width_bucket)
+            results = self._train([j[2] for j in jobs], [j[3] for j in jobs], sweep_dir)
         except Exception:  # each trial's result.json already says failed; the sweep goes on
             log.exception("a population failed")
             results = [None] * len(jobs)
@@ -84,6 +96,29 @@ class PopulationLauncher(Launcher):
             returns.append(JobReturn(overrides=overrides, cfg=task_cfg, hydra_cfg=cfg, working_dir=run_dir,
                                      task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED, _return_value=value))
         return returns
+
+    def _train(self, cfgs, run_dirs, sweep_dir: Path) -> list:
+        """Each trial's result: the populations trained here, or as submitit jobs (one per population)."""
+        from training.population import plan_populations, train_one_population, train_population
+
+        if self.backend == "here":
+            return train_population(cfgs, run_dirs, self.max_size, self.width_bucket)
+        import submitit
+
+        plan = plan_populations(cfgs, self.max_size, self.width_bucket)
+        executor = submitit.AutoExecutor(folder=sweep_dir / ".submitit" / "%j", cluster=self.backend)
+        executor.update_parameters(**self.submitit)
+        submitted = [executor.submit(train_one_population, [cfgs[i] for i in idx], [run_dirs[i] for i in idx], True)
+                     for idx in plan]
+        log.info("%d populations submitted (%s): %s", len(plan), self.backend, " ".join(j.job_id for j in submitted))
+        results: list = [None] * len(cfgs)
+        for idx, job in zip(plan, submitted):
+            try:
+                for i, r in zip(idx, job.result()):
+                    results[i] = r
+            except Exception:  # its trials' records say what happened (failed, or running: rerun resumes)
+                log.exception("population job %s failed; see %s", job.job_id, job.paths.stderr)
+        return results
 
 
 def save_job_configs(folder: Path, task_cfg, cfg, overrides: list[str]) -> None:
