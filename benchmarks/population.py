@@ -39,7 +39,7 @@ from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel, resolve_hoist
 from training.optim import make_optimizer
 from training.population import over_trials, stack
-from training.split import Steps
+from training.split import make_steps
 from training.steps import make_train_step
 
 
@@ -59,7 +59,7 @@ def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str
         params = model.init(jax.random.key(k), x)
         states.append({"params": params, "opt_state": tx.init(params)})
     if K is None:  # a lone run: train.py's steps, its batch split over the devices
-        return Steps(model, task, txs[0], Placement.for_sizes(batch).devices), states[0], None
+        return make_steps(model, task, txs[0], Placement.for_sizes(batch).devices), states[0], None
     step = jax.jit(over_trials(functools.partial(make_train_step(model, task, txs[0]), padded=False), strategy))
     devices = jax.devices()
     if devices[0].platform == "cpu":  # as training.population: one sub-population per CPU device

@@ -55,7 +55,7 @@ from tasks import task_from_conf
 from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel, resolve_hoist
 from training.optim import make_optimizer
-from training.split import Steps
+from training.split import make_steps
 
 SHAPES = {  # name: (T, D, H, B, default timed steps per round)
     "row": (28, 28, 128, 128, 30),
@@ -117,7 +117,7 @@ def timed_loop(step, state, args) -> tuple[Callable[[int], None], float]:
 def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
     """train.py's own steps (training.split.Steps: each batch split over the devices the batch size
     divides over); returns (run(n), seconds of the first step, which compiles)."""
-    steps = Steps(model, task_from_conf("mnist"), tx, Placement.for_sizes(B).devices)
+    steps = make_steps(model, task_from_conf("mnist"), tx, Placement.for_sizes(B).devices)
     params = model.init(jax.random.key(0), jnp.zeros((1, T, D)))
     holder = [steps.place({"params": params, "opt_state": tx.init(params)})]
     args = (random_batch(T, D, B), jax.random.key(1), np.float32(0.0))

@@ -36,8 +36,11 @@ FOUR_DEVICES = textwrap.dedent("""
     train(compose_config("batch_size=18", "eval_batch_size=18"), out + "/eighteen")
     train(compose_config(*%r), out + "/noisy4")
     train(compose_config(*%r, "batch_size=10", "eval_batch_size=10"), out + "/noisy2")
+    import training.split
+    training.split.COLLECTIVE_ON_CPU = True  # the GPU/TPU path (shard_map + psum), here on CPU devices
+    train(compose_config(*%r), out + "/collective4")
 
-""" % (POP, NOISY, NOISY))
+""" % (POP, NOISY, NOISY, NOISY))
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +69,16 @@ def test_a_run_split_over_four_devices_equals_the_single_device_run(four_device_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("devices, batch", [(4, 16), (2, 10)])
-def test_input_noise_and_dropout_give_the_same_numbers_on_one_two_or_four_devices(four_device_runs, tmp_path, devices, batch):
-    """Noise and dropout are drawn per example (keyed by its row in the batch), never per device slice."""
+@pytest.mark.parametrize("name, devices, batch", [("noisy4", 4, 16), ("noisy2", 2, 10), ("collective4", 4, 16)])
+def test_input_noise_and_dropout_give_the_same_numbers_on_one_two_or_four_devices(four_device_runs, tmp_path, name,
+                                                                                   devices, batch):
+    """Noise and dropout are drawn per example (keyed by its row in the batch), never per device slice; the
+    same holds for the collective (shard_map + psum) path GPUs and TPUs take (collective4)."""
     out, _ = four_device_runs
-    split = result(out / f"noisy{devices}")
+    split = result(out / name)
     single = train(compose_config(*NOISY, f"batch_size={batch}", f"eval_batch_size={batch}"), tmp_path)
     assert (split["device_count"], single["device_count"]) == (devices, 1)
-    split_lines = [json.loads(l) for l in (out / f"noisy{devices}" / "metrics.jsonl").read_text().splitlines()]
+    split_lines = [json.loads(l) for l in (out / name / "metrics.jsonl").read_text().splitlines()]
     single_lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     for a, b in zip(split_lines, single_lines, strict=True):
         for part in ("train", "valid", "test"):
@@ -97,12 +102,16 @@ def test_a_batch_that_does_not_divide_over_the_devices_runs_on_the_most_that_it_
 
 @pytest.mark.slow
 def test_runs_over_several_cpu_devices_compile_no_collective_operation(four_device_runs):
-    """XLA:CPU's in-process all-reduce deadlocked training (training/split.py); devices only exchange copies."""
+    """XLA:CPU's in-process all-reduce deadlocked training (training/split.py); devices only exchange copies.
+    Only the GPU/TPU path, forced onto CPU devices for the test (collective4), sums with an all-reduce."""
     out, _ = four_device_runs
     programs = list((out / "xla").glob("*after_optimizations.txt"))
     assert any("jit_slice_grads" in p.name for p in programs)  # the split run's programs were dumped
     collectives = ("all-reduce(", "all-gather(", "reduce-scatter(", "all-to-all(", "collective-permute(")
-    assert not [p.name for p in programs if any(c in p.read_text() for c in collectives)]
+    has_collective = {p.name: any(c in p.read_text() for c in collectives) for p in programs}
+    gpu_path = [name for name in has_collective if "jit_collective_" in name]
+    assert gpu_path and all(has_collective[name] for name in gpu_path if "collective_train" in name)
+    assert not [name for name, found in has_collective.items() if found and name not in gpu_path]
 
 
 def test_the_cpu_device_count_is_fixed_once_jax_has_started(caplog):

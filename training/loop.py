@@ -18,7 +18,7 @@ from training.devices import Placement
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
 from training.run import begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
-from training.split import Steps
+from training.split import make_steps
 from training.steps import add_sums, is_padded, means
 
 log = logging.getLogger("odyssey")
@@ -50,7 +50,7 @@ def fit(run) -> None:
     init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
     params = model.init(init_key, splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1])
     devices = Placement.for_sizes(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform).devices
-    run_steps = Steps(model, task, tx, devices)  # each batch split over the devices
+    run_steps = make_steps(model, task, tx, devices)  # each batch split over the devices
     state = restore_latest(run, run_steps.place({"params": params, "opt_state": tx.init(params)}))
     run.result.update(device_count=run_steps.count, num_params=count_params(state["params"]),
                       objective=dict(zip(("name", "mode"), task.objective)))

@@ -23,6 +23,18 @@ from jax.flatten_util import ravel_pytree
 
 from training.steps import make_eval_step, make_grad_step, make_train_step, make_update
 
+COLLECTIVE_ON_CPU = False  # tests set it to run the GPU/TPU path (shard_map + psum) on CPU devices
+
+
+def make_steps(model, task, tx, devices):
+    """A run's steps over `devices`: copies between XLA:CPU devices (Steps), shard_map with an all-reduce
+    on GPUs and TPUs (training/sharded.py), plain jitted steps on one device."""
+    if len(devices) > 1 and (devices[0].platform != "cpu" or COLLECTIVE_ON_CPU):
+        from training.sharded import ShardedSteps
+
+        return ShardedSteps(model, task, tx, devices)
+    return Steps(model, task, tx, devices)
+
 
 class Steps:
     """train(state, batch, rng, noise_std, padded) -> (state, metrics) and
