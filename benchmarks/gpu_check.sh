@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check, run on a lent GPU machine from the repository root:
-#   bash benchmarks/gpu_check.sh [section ...]     sections: train tests population throughput tutorial strings
-#   (default: train tests population throughput; OUT=<folder> for logs; data in .gpu_data/{mnist,fsdd})
+#   bash benchmarks/gpu_check.sh [section ...]     sections: train tests population greff devices throughput tutorial strings
+#   (default: train tests population greff throughput; OUT=<folder> for logs; data in .gpu_data/{mnist,fsdd})
 # It installs the pure-Python pieces the GPU image lacks from carried wheels (.whl/) first.
 set -u
 OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
@@ -10,7 +10,7 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 fi
-sections=${*:-train tests population throughput}
+sections=${*:-train tests population greff throughput}
 run() { timeout 200 python3 train.py data_dir=.gpu_data wandb.mode=disabled "$@" 2>&1 | grep -E "odyssey\]|Error" | cut -c 27-; }
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -23,6 +23,10 @@ run() { timeout 200 python3 train.py data_dir=.gpu_data wandb.mode=disabled "$@"
       -q -m "not slow" -p no:cacheprovider 2>&1 | tail -4 ;;
   population) echo "== population throughput (row MNIST, H=128)"
     timeout 120 python3 -m benchmarks.population --sizes 1 4 16 32 64 --steps 30 --strategy vmap ;;
+  greff) echo "== Greff's random search, 32 mixed-width trials of v: populations against a process per trial (target >= 10x)"
+    timeout 300 python3 -m benchmarks.population --greff 32 --cell v --steps 100 --width-buckets null --processes-launch joblib_gpu --data-dir .gpu_data ;;
+  devices) echo "== the same numbers on 1 and several GPUs (shard_map + psum path), if the machine has several"
+    timeout 240 python3 -m pytest tests/test_devices.py -q -p no:cacheprovider 2>&1 | tail -4 ;;
   throughput) echo "== throughput against cuDNN"
     timeout 150 python3 -m benchmarks.throughput --shapes row pixel row512 --rounds 3 --no-flax ;;
   tutorial) for c in srn np gru; do echo "== tutorial: $c, 20 epochs"

@@ -103,14 +103,14 @@ def measure(cell: str, hidden: int, batch: int, K: int, steps: int, strategy: st
     return {"K": K, "compile_s": compile_s, "seq_per_s": (K or 1) * batch * steps / seconds}
 
 
-def greff_search(trials: int, cell: str, steps: int, data_dir: str, buckets: list[str]) -> None:
+def greff_search(trials: int, cell: str, steps: int, data_dir: str, buckets: list[str], launch: str = "joblib") -> None:
     """Trials per hour of Greff's random search as populations (per width bucket) and as processes."""
     root = Path(__file__).resolve().parent.parent
     base = [sys.executable, str(root / "train.py"), "-m", "-cd", str(root / "sweeps"), "-cn", "random_search",
             f"cell={cell}", f"hydra.sweeper.n_trials={trials}", "epochs=1", f"max_steps_per_epoch={steps}",
             "wandb.mode=disabled", f"data_dir={os.path.abspath(data_dir)}"]
     modes = [(f"populations, width_bucket={b}", ["launch=population", f"hydra.launcher.width_bucket={b}"]) for b in buckets]
-    modes.append(("one process per trial (joblib, one per core)", ["launch=joblib"]))
+    modes.append((f"one process per trial (launch={launch})", [f"launch={launch}"]))
     print(f"# Greff's random search: {trials} trials of {cell}, 1 epoch of {steps} steps each, row MNIST; "
           f"{os.cpu_count()} cores, jax {jax.__version__}", flush=True)
     rows = []
@@ -142,9 +142,11 @@ def main(argv=None):
     p.add_argument("--greff", type=int, metavar="N", help="time N trials of sweeps/random_search.yaml end to end instead")
     p.add_argument("--data-dir", default=os.environ.get("ODYSSEY_DATA_DIR", "../shared/data"), help="for --greff")
     p.add_argument("--width-buckets", nargs="+", default=["32", "null"], help="for --greff: width_bucket settings")
+    p.add_argument("--processes-launch", default="joblib", help="for --greff: the launch= of the process-per-trial "
+                   "baseline (joblib: one per core; joblib_gpu: four sharing a GPU)")
     args = p.parse_args(argv)
     if args.greff:
-        return greff_search(args.greff, args.cell, args.steps, args.data_dir, args.width_buckets)
+        return greff_search(args.greff, args.cell, args.steps, args.data_dir, args.width_buckets, args.processes_launch)
     configure_cpu_devices(args.cpu_devices)  # before JAX starts
     dev = jax.devices()[0]
     print(f"# population throughput: {args.cell}, H={args.hidden}, batch {args.batch}, row MNIST (T=28, D=28); "

@@ -8,11 +8,11 @@ import pytest
 
 from conftest import compose_config
 from tasks import make_task
-from tasks.adding import AddingTask
+from tasks import task_from_conf
 
 
 def test_each_sequence_marks_one_value_in_each_half_and_the_target_is_their_sum():
-    task = AddingTask(length=10, train_size=200, valid_size=30, test_size=40)
+    task = task_from_conf("adding", length=10, train_size=200, valid_size=30, test_size=40)
     splits = task.load(None, seed=0)
     shapes = {k: v["x"].shape for k, v in splits.items()}
     assert shapes == {"train": (200, 10, 2), "valid": (30, 10, 2), "test": (40, 10, 2)}
@@ -26,7 +26,7 @@ def test_each_sequence_marks_one_value_in_each_half_and_the_target_is_their_sum(
 
 
 def test_the_data_follow_the_seed():
-    task = AddingTask(length=8, train_size=20, valid_size=5, test_size=5)
+    task = task_from_conf("adding", length=8, train_size=20, valid_size=5, test_size=5)
     a, b, c = task.load(None, seed=0), task.load(None, seed=0), task.load(None, seed=1)
     np.testing.assert_array_equal(a["train"]["x"], b["train"]["x"])
     assert not np.array_equal(a["train"]["x"], c["train"]["x"])
@@ -34,15 +34,15 @@ def test_the_data_follow_the_seed():
 
 
 def test_always_predicting_one_scores_the_known_baseline_of_about_one_sixth():
-    test = AddingTask(length=50, test_size=20000).load(None, seed=0)["test"]
+    test = task_from_conf("adding", length=50, test_size=20000).load(None, seed=0)["test"]
     batch = {"y": jnp.asarray(test["y"]), "mask": jnp.ones(len(test["y"]))}
-    total, count = AddingTask().metrics(jnp.ones((len(test["y"]), 1)), batch)["mse"]
+    total, count = task_from_conf("adding").metrics(jnp.ones((len(test["y"]), 1)), batch)["mse"]
     assert float(total / count) == pytest.approx(1 / 6, abs=0.01)
 
 
 def test_padding_rows_do_not_count():
     batch = {"y": jnp.array([1.0, 5.0]), "mask": jnp.array([1.0, 0.0])}
-    m = AddingTask().metrics(jnp.array([[2.0], [0.0]]), batch)
+    m = task_from_conf("adding").metrics(jnp.array([[2.0], [0.0]]), batch)
     assert float(m["mse"][0] / m["mse"][1]) == 1.0
 
 
