@@ -110,7 +110,8 @@ def greff_search(trials: int, cell: str, steps: int, data_dir: str, buckets: lis
             f"cell={cell}", f"hydra.sweeper.n_trials={trials}", "epochs=1", f"max_steps_per_epoch={steps}",
             "wandb.mode=disabled", f"data_dir={os.path.abspath(data_dir)}"]
     modes = [(f"populations, width_bucket={b}", ["launch=population", f"hydra.launcher.width_bucket={b}"]) for b in buckets]
-    modes.append((f"one process per trial (launch={launch})", [f"launch={launch}"]))
+    if launch != "none":
+        modes.append((f"one process per trial (launch={launch})", [f"launch={launch}"]))
     print(f"# Greff's random search: {trials} trials of {cell}, 1 epoch of {steps} steps each, row MNIST; "
           f"{os.cpu_count()} cores, jax {jax.__version__}", flush=True)
     rows = []
@@ -124,7 +125,7 @@ def greff_search(trials: int, cell: str, steps: int, data_dir: str, buckets: lis
             raise SystemExit(f"{name}: exit {out.returncode}, {len(statuses)} records\n{out.stderr[-3000:]}")
         rows.append((name, seconds, statuses.count("completed") + statuses.count("diverged")))
         print(f"  {name}: {seconds:.0f}s", flush=True)
-    print("\n| how | wall s | trials/hour | × processes | finished |")
+    print("\n| how | wall s | trials/hour | × the last row | finished |")
     print("|---|---:|---:|---:|---:|")
     for name, seconds, done in rows:
         print(f"| {name} | {seconds:.0f} | {trials * 3600 / seconds:.0f} | {rows[-1][1] / seconds:.2f}× | {done}/{trials} |")
@@ -147,7 +148,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.greff:
         return greff_search(args.greff, args.cell, args.steps, args.data_dir, args.width_buckets, args.processes_launch)
-    configure_cpu_devices(args.cpu_devices)  # before JAX starts
+    configure_cpu_devices(int(args.cpu_devices) if args.cpu_devices.isdigit() else args.cpu_devices)  # before JAX starts
     dev = jax.devices()[0]
     print(f"# population throughput: {args.cell}, H={args.hidden}, batch {args.batch}, row MNIST (T=28, D=28); "
           f"{dev.platform} {dev.device_kind} x{jax.device_count()}, jax {jax.__version__}, strategy {args.strategy}")

@@ -79,3 +79,34 @@ def test_the_readme_adhoc_and_population_multiruns_run(inline, tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     records = list(tmp_path.rglob("result.json"))
     assert records and all('"status": "completed"' in p.read_text() for p in records)
+
+
+def example_loop() -> tuple[list[str], list[list[str]]]:
+    """The cells and the per-cell command (as arguments after `python train.py -m`) of the README's example
+    loop (`for cell in ...; do python train.py -m ... cell=$cell ...; done`)."""
+    block = re.search(r"\*\*An example\*\*.*?```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    block = block.replace("\\\n", " ")
+    cells = re.search(r"for cell in ([\w ]+); do", block).group(1).split()
+    command = re.search(r"do\s+(python train.py -m [^;]+); done", block).group(1)
+    return cells, [shlex.split(command.replace("$cell", cell))[3:] for cell in cells]
+
+
+@listing_group("random_search")
+def test_the_readme_example_loop_launches_valid_trials_for_each_of_its_cells():
+    """The example's loop, listed (as the preset commands are) for each cell it names: its trials pass the
+    config check and land in the one folder its report command reads."""
+    from sweeps.presets import compose_preset, trial_dir, trials
+    from training import check_config
+
+    cells, commands = example_loop()
+    assert len(cells) >= 2
+    report = re.search(r"python -m sweeps.report (\S+)", (ROOT / "README.md").read_text().split("**An example**")[1])
+    for cell, args in zip(cells, commands):
+        name, overrides = args[3], args[4:]
+        launched = trials(name, overrides)
+        assert len(launched) == int(next(o.split("=")[1] for o in overrides if o.startswith("hydra.sweeper.n_trials=")))
+        for job in launched:
+            cfg = compose_preset(name, [*overrides, *job])
+            check_config(cfg)
+            assert cfg.cell.name == cell
+        assert str(trial_dir(name, [*overrides, *launched[0]])).startswith(report.group(1))
