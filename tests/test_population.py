@@ -129,17 +129,22 @@ def test_a_rerun_population_retrains_nothing(tmp_path):
     assert [(d / "metrics.jsonl").stat().st_mtime_ns for d in dirs] == stamps
 
 
+def population_multirun(sweep_dir, *overrides) -> tuple[str, list[dict]]:
+    """`python train.py -m` over widths 8 and 13 of v and gru on the tiny task: (its output, the records)."""
+    cmd = [sys.executable, "train.py", "-m", *overrides, "task=adding", "task.length=6", "task.train_size=64",
+           "task.valid_size=32", "task.test_size=32", "hidden=8,13", "epochs=1", "batch_size=16", "wandb.mode=disabled",
+           "cell=v,gru", f"hydra.sweep.dir={sweep_dir}"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout + out.stderr, [json.loads(p.read_text()) for p in sweep_dir.rglob("result.json")]
+
+
 @pytest.mark.slow
 def test_the_population_launcher_runs_a_multirun_as_populations(tmp_path):
-    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=population", "task=adding", "task.length=6",
-           "task.train_size=64", "task.valid_size=32", "task.test_size=32", "hidden=8,13", "epochs=1", "batch_size=16",
-           "wandb.mode=disabled", "cell=v,gru", "lr=1e-3,1e-2", f"hydra.sweep.dir={tmp_path}"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    results = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    output, results = population_multirun(tmp_path, "hydra/launcher=population", "lr=1e-3,1e-2")
     assert len(results) == 8 and all(r["status"] == "completed" for r in results)
     assert [r["population_size"] for r in results] == [4] * 8  # one population per cell, widths 8 and 13 together
-    assert "population of 4" in out.stdout + out.stderr
+    assert "population of 4" in output
     for r in results:  # each trial's folder as Hydra leaves a lone job's
         hydra_dir = Path(r["run_dir"]) / ".hydra"
         assert OmegaConf.load(hydra_dir / "config.yaml").hidden == r["config"]["hidden"]
@@ -150,14 +155,9 @@ def test_the_population_launcher_runs_a_multirun_as_populations(tmp_path):
 @pytest.mark.slow
 def test_populations_run_as_submitit_jobs_one_per_population(tmp_path):
     """The cluster path (one submitit job per population) with submitit's local executor."""
-    cmd = [sys.executable, "train.py", "-m", "launch=population", "hydra.launcher.backend=local", "task=adding",
-           "task.length=6", "task.train_size=64", "task.valid_size=32", "task.test_size=32", "hidden=8,13", "epochs=1",
-           "batch_size=16", "wandb.mode=disabled", "cell=v,gru", f"hydra.sweep.dir={tmp_path}"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    results = [json.loads(p.read_text()) for p in tmp_path.rglob("result.json")]
+    output, results = population_multirun(tmp_path, "launch=population", "hydra.launcher.backend=local")
     assert len(results) == 4 and all(r["status"] == "completed" for r in results)
     assert [r["population_size"] for r in results] == [2] * 4
     jobs = [d for d in (tmp_path / ".submitit").iterdir() if d.name.isdigit()]  # a folder per job id
     assert len(jobs) == 2  # one job per cell's population
-    assert "2 populations submitted (local)" in out.stdout + out.stderr
+    assert "2 populations submitted (local)" in output
