@@ -45,8 +45,3 @@ def shared_data(sub: str) -> Path:
         pytest.skip(f"{path} not present (real data sets live in ../shared/data)")
     return path
 
-
-def listing_group(preset: str):
-    """Tests that list one preset's trials share an xdist worker (pyproject: --dist loadgroup), so the listing,
-    a real `-m` dry run of up to a minute, runs once per session (sweeps.presets caches it per process)."""
-    return pytest.mark.xdist_group(f"listing-{preset}")

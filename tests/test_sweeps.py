@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 import yaml
 
-from conftest import ROOT, TINY, listing_group
+from conftest import ROOT, TINY
 from sweeps.presets import SWEEPS, compose_preset, preset_names, trial_dir, trials
 from training import check_config
 
@@ -54,7 +54,7 @@ def test_every_preset_composes_to_a_valid_resumable_parallel_sweep(name):
     assert cfg.speed.cpu_devices == 1  # the launch settings win over conf/config.yaml's: cores go to parallel trials
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=listing_group(n)) for n in preset_names()])
+@pytest.mark.parametrize("name", preset_names())
 def test_every_preset_header_gives_its_command_job_count_and_cost(name):
     text = header(name)
     assert f"python train.py -m -cd sweeps -cn {name}" in text
@@ -105,7 +105,6 @@ def test_every_value_a_grid_preset_sweeps_is_a_valid_config():
                 check_config(compose_preset(name, [f"{key}={value}"]))
 
 
-@listing_group("tutorial")
 def test_the_tutorial_preset_is_the_tutorials_comparison_for_all_eleven_cells_and_three_seeds():
     from variants import CELLS
 
@@ -126,7 +125,6 @@ def test_trial_folders_are_named_by_their_overrides_without_launcher_or_wandb_ke
 # ---------------------------------------------------------------- Greff's random search
 
 
-@listing_group("random_search")
 def test_random_search_draws_lie_in_greffs_ranges_with_the_right_shapes():
     draws = [as_dict(t) for t in trials("random_search", ["cell=nig"])]
     assert len(draws) == 200 and all(d["cell"] == "nig" for d in draws)
@@ -165,7 +163,6 @@ def test_a_random_search_trial_is_sgd_with_nesterov_and_momentum_one_minus_the_d
                                                      float(as_dict(draw)["input_noise"]))
 
 
-@listing_group("random_search")
 def test_a_cells_random_search_trains_as_one_population_or_one_per_width_bucket():
     """All its draws (lr, hidden, momentum, input noise) are per-trial data of one compiled program."""
     from training.population import group_by_shape
