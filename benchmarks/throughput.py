@@ -8,7 +8,8 @@
 What is timed is one training step (forward + backward + Adam update) after compilation; the
 compile time is reported separately. Odyssey runs its real step (training.split.Steps on
 training.model.SequenceModel, Adam from training.optim, loss and metrics from tasks.mnist.MNISTTask),
-with the `speed` settings the config would pick (`--unroll`, `--hoist`, `--dtype` override them).
+with the `speed` settings the config would pick (`--unroll`, `--hoist`, `--dtype`, `--fused-gradient` override
+them; several `--unroll` / `--fused-gradient` values compare the paths in one interleaved run).
 Inputs are random arrays of the task's shape: throughput does not depend on the pixel values.
 
 On CPU, Odyssey splits each batch over one XLA CPU device per core (`--cpu-devices`, train.py's
@@ -136,13 +137,13 @@ def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
     return run, compile_s
 
 
-def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype) -> Entry:
+def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype, fused, label) -> Entry:
     """Odyssey's real training step, its batch split over the devices as train.py splits it."""
     model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
-                          unroll=unroll, hoist_projection=resolve_hoist(hoist),
+                          unroll=unroll, hoist_projection=resolve_hoist(hoist), fused_gradient=fused,
                           dtype=None if dtype == "float32" else jnp.dtype(dtype))
     run, compile_s = steps_loop(model, make_optimizer(Adam, 1e-3), T, D, B)
-    return Entry(f"odyssey {cell}", run, compile_s, train_flops_per_seq(cell, T, D, H), [])
+    return Entry(label, run, compile_s, train_flops_per_seq(cell, T, D, H), [])
 
 
 class FlaxPeer(nn.Module):
@@ -238,7 +239,11 @@ def bench_shape(shape, cells, args, tdev, peak) -> list[str]:
     steps = args.steps or default_steps
     entries: dict[str, Entry] = {}
     for cell in cells:
-        entries[f"odyssey {cell}"] = odyssey_entry(cell, T, D, H, B, args.unroll, args.hoist, args.dtype)
+        for unroll in args.unroll:
+            for fused in args.fused_gradient:
+                label = (f"odyssey {cell}" + (f" unroll={unroll}" if len(args.unroll) > 1 else "")
+                         + (f" fused={fused}" if len(args.fused_gradient) > 1 else ""))
+                entries[label] = odyssey_entry(cell, T, D, H, B, unroll, args.hoist, args.dtype, fused, label)
     peers = sorted({PEER.get(c, "lstm") for c in cells})
     for kind in peers:
         if not args.no_flax:
@@ -272,8 +277,11 @@ def main(argv=None):
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--steps", type=int, default=None, help="timed steps per entry and round (default: per shape)")
     p.add_argument("--rounds", type=int, default=3, help="timing rounds; the table shows the median")
-    p.add_argument("--unroll", type=int, default=1, help="speed.unroll (conf/config.yaml's default: 1)")
+    p.add_argument("--unroll", type=int, nargs="+", default=[1], help="speed.unroll (conf/config.yaml's default: 1); "
+                   "several values time each cell with each")
     p.add_argument("--hoist", default="auto", help="speed.hoist_projection: true, false or auto")
+    p.add_argument("--fused-gradient", nargs="+", default=["false"], choices=["true", "false"],
+                   help="speed.fused_gradient (variants/fused.py); several values time each cell with each")
     p.add_argument("--dtype", default="float32", help="speed.dtype, e.g. bfloat16")
     p.add_argument("--cpu-devices", default="auto", help="speed.cpu_devices: XLA CPU devices a batch is split over "
                    "(auto: one per core, train.py's default)")
@@ -286,6 +294,7 @@ def main(argv=None):
     if args.quick:
         args.cells, args.shapes, args.steps = ["np", "gru", "srn"], ["row"], args.steps or 10
     args.hoist = args.hoist if args.hoist == "auto" else args.hoist.lower() in ("1", "true", "yes")
+    args.fused_gradient = [v == "true" for v in args.fused_gradient]
 
     cpu_devices = configure_cpu_devices(args.cpu_devices)  # before JAX starts
     if args.torch_threads and not args.no_torch:
@@ -296,7 +305,7 @@ def main(argv=None):
     dev = jax.devices()[0]
     print(f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · JAX {jax.__version__} on "
           f"{dev.platform} ({dev.device_kind}) · {tnote} · XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    print(f"speed: unroll={args.unroll} hoist={args.hoist} dtype={args.dtype} cpu_devices={args.cpu_devices} "
+    print(f"speed: unroll={args.unroll} hoist={args.hoist} fused_gradient={args.fused_gradient} dtype={args.dtype} cpu_devices={args.cpu_devices} "
           f"({cpu_devices} in effect) · matmul peak {peak:.0f} GFLOP/s · "
           f"median of {args.rounds} rounds · load {os.getloadavg()[0]:.1f}\n")
     print("| shape | model | seq/s | vs PyTorch | vs Flax | vs Flax split | GFLOP/s | % peak | compile s |")

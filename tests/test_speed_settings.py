@@ -1,6 +1,6 @@
 """Speed settings change how fast a model trains, never what it computes.
 
-`speed.unroll`, `speed.hoist_projection` and the full-length shortcut of the scanned layer (no masking
+`speed.unroll`, `speed.hoist_projection`, `speed.fused_gradient` and the full-length shortcut of the scanned layer (no masking
 when no sequence of the batch is padded) must give the same outputs and gradients; `speed.dtype`
 bfloat16 computes the matmuls at lower precision and must stay close to float32.
 """
@@ -47,8 +47,19 @@ def test_unroll_and_hoisting_give_the_same_outputs_and_gradients(cell, padded, d
     x, full, short = data
     lengths = short if padded else full
     reference = outputs_and_grads(cell, x, lengths, unroll=1, hoist_projection=False)
-    for unroll, hoist in [(2, False), (T, False), (1, True), (T, True)]:
-        assert_same(outputs_and_grads(cell, x, lengths, unroll=unroll, hoist_projection=hoist), reference, 1e-5)
+    for unroll, hoist, fused in [(2, False, False), (T, False, False), (1, True, False), (T, True, False), (2, False, True)]:
+        assert_same(outputs_and_grads(cell, x, lengths, unroll=unroll, hoist_projection=hoist, fused_gradient=fused), reference, 1e-5)
+
+
+@pytest.mark.parametrize("cell,fused", [("np", True), ("fgr", True), ("srn", True), ("gru", False)])
+def test_the_fused_gradient_serves_gated_cells_and_srn_and_gru_keeps_autodiff(cell, fused, data):
+    """variants.fused's hand-written VJP is really what runs (not a silent fallback), except for the GRU,
+    whose reset gate comes before its second matmul."""
+    x, full, _ = data
+    model = SequenceModel(cell=cell, hidden=H, output_size=2, fused_gradient=True)
+    params = model.init(jax.random.key(0), x)
+    jaxpr = str(jax.make_jaxpr(model.apply)(params, x))
+    assert ("custom_vjp_call" in jaxpr) == fused
 
 
 @pytest.mark.parametrize("cell", ["np", "gru"])
@@ -68,11 +79,11 @@ def test_bfloat16_matmuls_stay_close_to_float32(cell, data):
 
 
 def test_the_config_speed_settings_reach_the_model():
-    cfg = compose_config("speed.unroll=4", "speed.hoist_projection=true", "speed.dtype=bfloat16")
+    cfg = compose_config("speed.unroll=4", "speed.hoist_projection=true", "speed.dtype=bfloat16", "speed.fused_gradient=true")
 
     class Task:
         output_size, readout = 10, "last"
 
     model = model_from_config(cfg, Task)
-    assert (model.unroll, model.hoist_projection, model.dtype) == (4, True, jnp.bfloat16)
+    assert (model.unroll, model.hoist_projection, model.dtype, model.fused_gradient) == (4, True, jnp.bfloat16, True)
     assert resolve_hoist("auto") == (jax.default_backend() != "cpu")

@@ -28,6 +28,7 @@ class WandbSchema:
 class SpeedSchema:
     unroll: int = MISSING
     hoist_projection: Any = MISSING  # true | false | auto
+    fused_gradient: bool = MISSING
     dtype: str = MISSING
     cpu_devices: Any = MISSING  # auto | int >= 1
 

@@ -25,6 +25,7 @@ class SequenceModel(nn.Module):
     recurrent_init: str = "orthogonal"  # R's initialiser
     unroll: int = 1
     hoist_projection: bool = False
+    fused_gradient: bool = False
     dtype: Any = None
 
     @nn.compact
@@ -34,7 +35,7 @@ class SequenceModel(nn.Module):
         switches = dict(self.switches or {})
         stack = RecurrentStack(
             lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype, self.kernel_init, self.recurrent_init),
-            self.layers, self.bidirectional, self.dropout, self.unroll, self.hoist_projection,
+            self.layers, self.bidirectional, self.dropout, self.unroll, self.hoist_projection, self.fused_gradient,
         )
         outputs, last = stack(x, lengths, train, rows)
         features = last if self.readout == "last" else outputs  # [B, dirs·H] or [B, T, dirs·H]
@@ -50,7 +51,8 @@ def model_from_config(cfg, task, hidden: int | None = None) -> SequenceModel:
         layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout,
         switches={k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None}, forget_bias=cfg.cell.forget_bias,
         kernel_init=cfg.cell.kernel_init, recurrent_init=cfg.cell.recurrent_init,
-        unroll=speed.unroll, hoist_projection=resolve_hoist(speed.hoist_projection), dtype=dtype,
+        unroll=speed.unroll, hoist_projection=resolve_hoist(speed.hoist_projection),
+        fused_gradient=bool(speed.fused_gradient), dtype=dtype,
     )
 
 
@@ -64,3 +66,4 @@ def resolve_hoist(setting) -> bool:
 
 def count_params(params) -> int:
     return int(sum(p.size for p in jax.tree.leaves(params)))
+

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from variants.fused import LinearStep
 from variants.protocol import Recurrence, matmul as _matmul
 
 Array = jax.Array
@@ -146,10 +147,8 @@ class GatedCell(nn.Module):
         def project(x):
             return _matmul(x, W_all, dtype) + b_all
 
-        def step(carry: LSTMCarry, xw: Array):
-            pre = xw + _matmul(carry.y, R_all, dtype)  # one fused matmul: [B, H] × [H, G·H]
-            if R_gates is not None:
-                pre = pre.at[..., H:].add(_matmul(carry.gates, R_gates, dtype))
+        def finish(p, pre, carry: LSTMCarry):
+            """Everything after the recurrent matmuls: gates, peepholes, activations (elementwise)."""
             pre = dict(zip(spec.blocks, jnp.split(pre, len(spec.blocks), axis=-1)))
             c_prev = carry.c
             z = g(pre["z"])
@@ -170,12 +169,25 @@ class GatedCell(nn.Module):
                 gates = carry.gates
             return LSTMCarry(c, y, gates), y
 
-        return Recurrence(project=project, step=step)
+        # one fused matmul [B, H] × [H, G·H]; with FGR a second one adds the gates of t-1 to the gates' columns
+        if R_gates is None:
+            step = LinearStep((R_all,), (0,), _reads_output, finish, p, dtype)
+        else:
+            step = LinearStep((R_all, R_gates), (0, H), _reads_output_and_gates, finish, p, dtype)
+        return Recurrence(project=project, step=step, linear=step)
 
     def __call__(self, carry, x):
         """The plain cell protocol: one time step, (carry, x_t) -> (carry, y_t)."""
         rec = self.recurrence(x)
         return rec.step(carry, rec.project(x))
+
+
+def _reads_output(carry: LSTMCarry):
+    return (carry.y,)
+
+
+def _reads_output_and_gates(carry: LSTMCarry):
+    return (carry.y, carry.gates)
 
 
 def _peep(p: dict, gate: str, c: Array):

@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from variants.fused import fused_scan
+
 Array = jax.Array
 
 
@@ -45,6 +47,7 @@ class RNN(nn.Module):
     reverse: bool = False  # read the sequence from its last real step to its first
     unroll: int = 1  # time steps per scan iteration (lax.scan's unroll)
     hoist_projection: bool = False  # True: W x + b for all steps in one matmul before the scan
+    fused_gradient: bool = False  # True: variants.fused's scan (dR in one matmul after the loop) for cells with a LinearStep; implies hoisting
 
     @nn.compact
     def __call__(self, x: Array, lengths: Optional[Array] = None, initial_carry=None):
@@ -53,10 +56,11 @@ class RNN(nn.Module):
         if self.reverse:
             x = reverse_sequences(x, lengths)
         xs = jnp.swapaxes(x, 0, 1)  # [T, B, D]
-        if self.hoist_projection:
+        fused = self.fused_gradient and rec.linear is not None
+        if self.hoist_projection or fused:
             xs = rec.project(xs)  # [T, B, G·H], one large matmul
         mask = None if lengths is None else jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
-        hoisted = self.hoist_projection
+        hoisted = self.hoist_projection or fused
 
         def body(carry, inputs):
             x_t, m_t = inputs
@@ -68,7 +72,10 @@ class RNN(nn.Module):
             return new_carry, y
 
         carry = self.cell.initialize_carry((B,)) if initial_carry is None else initial_carry
-        carry, ys = jax.lax.scan(body, carry, (xs, mask), unroll=self.unroll)
+        if fused:
+            carry, ys = fused_scan(rec.linear, carry, xs, mask, self.unroll)
+        else:
+            carry, ys = jax.lax.scan(body, carry, (xs, mask), unroll=self.unroll)
         ys = jnp.swapaxes(ys, 0, 1)  # [B, T, H]
         if self.reverse:
             ys = reverse_sequences(ys, lengths)
@@ -97,6 +104,7 @@ class RecurrentStack(nn.Module):
     dropout: float = 0.0  # between stacked layers, during training only
     unroll: int = 1
     hoist_projection: bool = False
+    fused_gradient: bool = False
 
     @nn.compact
     def __call__(self, x: Array, lengths: Optional[Array] = None, train: bool = False, rows: Optional[Array] = None):
@@ -111,7 +119,7 @@ class RecurrentStack(nn.Module):
                 # A module built inside a compact method belongs to that method's module; unbind the cell
                 # (parent=None) so that its RNN adopts it and the parameters read layer0_forward/cell/...
                 cell = self.make_cell().clone(parent=None, name=None)
-                rnn = RNN(cell, reverse, self.unroll, self.hoist_projection, name=name)
+                rnn = RNN(cell, reverse, self.unroll, self.hoist_projection, self.fused_gradient, name=name)
                 _, ys = rnn(x, lengths)
                 outs.append(ys)
                 lasts.append(last_outputs(ys, lengths, reverse))

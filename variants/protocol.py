@@ -25,6 +25,7 @@ import jax.numpy as jnp
 class Recurrence(NamedTuple):
     project: Callable[[jax.Array], jax.Array]
     step: Callable[[Any, jax.Array], tuple[Any, jax.Array]]
+    linear: Any = None  # the step as a variants.fused.LinearStep, when it has that form (fused-gradient scan)
 
 
 class StateCell(nn.Module):
