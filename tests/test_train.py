@@ -4,6 +4,7 @@ that a killed run resumes from to the same numbers, and `diverged` instead of a 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import struct
 import subprocess
@@ -98,6 +99,22 @@ def test_rerunning_a_finished_run_returns_its_record_and_changes_nothing(srn_run
     before = snapshot(run_dir)
     assert train(cfg, run_dir) == json.loads(json.dumps(result))
     assert snapshot(run_dir) == before
+
+
+def test_a_record_from_before_a_config_key_existed_or_under_another_speed_path_is_still_this_run(srn_run, tmp_path):
+    """A study rerun by newer code (speed.fused_gradient did not exist) or with another speed path that
+    gives the same numbers (speed.unroll) skips its finished trials instead of refusing them."""
+    cfg, run_dir, result = srn_run
+    old_dir = tmp_path / "old"
+    shutil.copytree(run_dir, old_dir)
+    old = json.loads((old_dir / "result.json").read_text())
+    del old["config"]["speed"]["fused_gradient"]
+    (old_dir / "result.json").write_text(json.dumps(old))
+    before = snapshot(old_dir)
+    assert train(compose_config("cell=srn", "epochs=3", "speed.unroll=3"), old_dir)["status"] == "completed"
+    assert snapshot(old_dir) == before
+    with pytest.raises(ValueError, match=r"changed: speed.dtype"):  # bfloat16 changes the numbers
+        train(compose_config("cell=srn", "epochs=3", "speed.dtype=bfloat16"), old_dir)
 
 
 def test_resuming_into_a_directory_of_another_config_is_refused_and_changes_nothing(srn_run):

@@ -33,6 +33,30 @@ log = logging.getLogger("odyssey")
 
 # keys that may change when a run is resumed into the same directory; any other change is refused
 RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "download", "platform", "study", "verbose")
+# speed paths that give the same numbers (tests/test_speed_settings.py, tests/test_devices.py): a run may
+# resume, or count as done, under another of them; speed.dtype changes the numbers and is not here
+SAME_NUMBERS = ("speed.unroll", "speed.hoist_projection", "speed.fused_gradient", "speed.cpu_devices")
+# keys added after records were written, with the value the older code ran with, so that a record
+# written before a key existed still names the same run (a rerun of a study skips or resumes it)
+ADDED_KEYS = {"speed.fused_gradient": False}
+
+
+def run_identity(config: dict) -> dict:
+    """What makes two resolved configs the same run, as {dotted key: value}: every key except the
+    resumable ones and the same-numbers speed paths, with keys newer than the record filled in."""
+    flat = {**ADDED_KEYS, **_flatten(config)}
+    return {k: v for k, v in flat.items()
+            if k.split(".")[0] not in RESUMABLE_CHANGES and k not in SAME_NUMBERS}
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
 
 
 def new_meta() -> dict:
@@ -89,7 +113,8 @@ def begin_run(cfg, run_dir: Path, **extra) -> tuple[Run, bool]:
                                  "config": OmegaConf.to_container(cfg, resolve=False)})
         log.error("%s; nothing was trained (record: %s)", e, record.result_path)
         raise
-    if previous.get("status") in FINISHED and previous.get("config") == resolved:
+    if (previous.get("status") in FINISHED and "config" in previous and previous["config"].get("epochs") == resolved["epochs"]
+            and run_identity(previous["config"]) == run_identity(resolved)):
         log.info("%s already holds a %s run of this config; nothing to do", run_dir, previous["status"])
         return Run(cfg, record, previous), True
     refuse_other_run(previous, resolved, run_dir)
@@ -262,13 +287,12 @@ def refuse_other_run(previous: dict, resolved: dict, run_dir: Path) -> None:
     """Resuming into a directory that holds checkpoints of a different config would mix two runs."""
     if not (run_dir / "checkpoints").exists() or "config" not in previous:
         return
-    old = {k: v for k, v in previous["config"].items() if k not in RESUMABLE_CHANGES}
-    new = {k: v for k, v in resolved.items() if k not in RESUMABLE_CHANGES}
+    old, new = run_identity(previous["config"]), run_identity(resolved)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
         raise ValueError(
             f"{run_dir} holds checkpoints of a run with a different config (changed: {', '.join(changed)}). "
-            f"Only {', '.join(RESUMABLE_CHANGES)} may change on resume; use a new output directory "
+            f"Only {', '.join(RESUMABLE_CHANGES + SAME_NUMBERS)} may change on resume; use a new output directory "
             "(hydra.run.dir=...) for a new run. Nothing there was modified."
         )
 
