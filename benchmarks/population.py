@@ -131,7 +131,8 @@ def greff_search(trials: int, cell: str, steps: int, data_dir: str, buckets: lis
         print(f"| {name} | {seconds:.0f} | {trials * 3600 / seconds:.0f} | {rows[-1][1] / seconds:.2f}× | {done}/{trials} |")
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_readme.py parses every command the docs quote with it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cell", default="np")
     p.add_argument("--hidden", type=int, default=128)
@@ -145,7 +146,11 @@ def main(argv=None):
     p.add_argument("--width-buckets", nargs="+", default=["32", "null"], help="for --greff: width_bucket settings")
     p.add_argument("--processes-launch", default="joblib", help="for --greff: the launch= of the process-per-trial "
                    "baseline (joblib: one per core; joblib_gpu: four sharing a GPU)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     if args.greff:
         return greff_search(args.greff, args.cell, args.steps, args.data_dir, args.width_buckets, args.processes_launch)
     configure_cpu_devices(int(args.cpu_devices) if args.cpu_devices.isdigit() else args.cpu_devices)  # before JAX starts

@@ -74,13 +74,18 @@ def run_trials(n: int, parallel: int, pin: bool, single_thread: bool, overrides:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_readme.py parses every command the docs quote with it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=4, help="trials per way (a multiple of the core count is fairest)")
     p.add_argument("--parallel", type=int, default=os.cpu_count(), help="processes at a time in the parallel ways")
     p.add_argument("--ways", nargs="+", default=list(WAYS), choices=list(WAYS))
     p.add_argument("overrides", nargs="*", help="extra train.py overrides (after --)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     print(f"{time.strftime('%Y-%m-%d')} · {os.cpu_count()} CPUs · load {os.getloadavg()[0]:.1f} · trial: "
           f"python train.py {' '.join(TRIAL + args.overrides)} · {args.trials} trials per way\n")
     print("| way | processes | speed.cpu_devices | XLA_FLAGS | wall s | trials/hour | vs sequential |")

@@ -271,7 +271,8 @@ def bench_shape(shape, cells, args, tdev, peak) -> list[str]:
     return rows
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
+    """The command line (tests/test_readme.py parses every command the docs quote with it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cells", nargs="+", default=list(CELLS), help=f"Odyssey cells (default: {' '.join(CELLS)})")
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
@@ -290,7 +291,11 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--no-flax", action="store_true")
     p.add_argument("--quick", action="store_true", help="np gru srn on row MNIST, 10 steps, 3 rounds")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     if args.quick:
         args.cells, args.shapes, args.steps = ["np", "gru", "srn"], ["row"], args.steps or 10
     args.hoist = args.hoist if args.hoist == "auto" else args.hoist.lower() in ("1", "true", "yes")

@@ -3,6 +3,7 @@ can never silently break again (the switch example once failed with Hydra's stru
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import subprocess
@@ -109,3 +110,37 @@ def test_the_readme_example_loop_launches_valid_trials_for_each_of_its_cells():
             check_config(cfg)
             assert cfg.cell.name == cell
         assert str(trial_dir(name, [*overrides, *launched[0]])).startswith(report.group(1))
+
+
+def benchmark_commands() -> list[str]:
+    """Every benchmark command the README, sweeps/README.md and docs/ quote, in code blocks or inline
+    (inline code may wrap across lines). They run for minutes to hours, so the test below parses them."""
+    found = []
+    for path in [ROOT / "README.md", ROOT / "sweeps" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        text = path.read_text()
+        lines = [line for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines()]
+        inline = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))]
+        for command in lines + inline:
+            command = re.sub(r"^(\w+=\S+ )+", "", command.split(" #")[0].strip())  # leading VAR=value settings
+            if command.startswith(("python -m benchmarks.", "bash benchmarks/gpu_check.sh")):
+                found.append(command)
+    return sorted(set(found))
+
+
+def test_the_docs_quote_benchmark_commands():
+    commands = benchmark_commands()
+    assert len(commands) >= 8 and any("gpu_check.sh" in c for c in commands)
+
+
+@pytest.mark.parametrize("command", benchmark_commands())
+def test_every_benchmark_command_the_docs_quote_is_accepted(command):
+    """Its flags exist and take the values given (argparse exits on anything else); gpu_check.sh's
+    sections exist in the script."""
+    words = shlex.split(command)
+    if words[0] == "bash":
+        script = (ROOT / words[1]).read_text()
+        sections = set(re.findall(r"^  ([a-z]+)\)", script, re.M))
+        assert set(words[2:]) <= sections, f"{command}: gpu_check.sh has sections {sorted(sections)}"
+    else:
+        module = importlib.import_module(words[2])
+        module.parser().parse_args(words[3:])
