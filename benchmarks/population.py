@@ -4,6 +4,7 @@
     python -m benchmarks.population --sizes 1 32 --cell np --steps 50   # e.g. on a GPU
 
     python -m benchmarks.population --greff 32 --data-dir ../shared/data   # Greff's random search, end to end
+    python -m benchmarks.population --greff 24 --cell v nig nfg nog niaf noaf np cifg --mix-variants --width-buckets null
 
 Separate runs train one after another, so their aggregate throughput is that of one run (K=1),
 and they compile K times; a population compiles once. Both are placed as train.py places them: a
@@ -103,16 +104,20 @@ def measure(cell: str, hidden: int, batch: int, K: int, steps: int, strategy: st
     return {"K": K, "compile_s": compile_s, "seq_per_s": (K or 1) * batch * steps / seconds}
 
 
-def greff_search(trials: int, cell: str, steps: int, data_dir: str, buckets: list[str], launch: str = "joblib") -> None:
-    """Trials per hour of Greff's random search as populations (per width bucket) and as processes."""
+def greff_search(trials: int, cells: list[str], steps: int, data_dir: str, buckets: list[str], launch: str = "joblib",
+                 mix_variants: bool = False) -> None:
+    """Trials per hour of Greff's random search as populations (per width bucket, and with variants mixed
+    or apart) and as processes. Several cells: the sampler draws each trial's cell too."""
     root = Path(__file__).resolve().parent.parent
     base = [sys.executable, str(root / "train.py"), "-m", "-cd", str(root / "sweeps"), "-cn", "random_search",
-            f"cell={cell}", f"hydra.sweeper.n_trials={trials}", "epochs=1", f"max_steps_per_epoch={steps}",
+            f"cell={','.join(cells)}", f"hydra.sweeper.n_trials={trials}", "epochs=1", f"max_steps_per_epoch={steps}",
             "wandb.mode=disabled", f"data_dir={os.path.abspath(data_dir)}"]
-    modes = [(f"populations, width_bucket={b}", ["launch=population", f"hydra.launcher.width_bucket={b}"]) for b in buckets]
+    modes = [(f"populations, width_bucket={b}" + (f", mix_variants={m}" if mix_variants else ""),
+              ["launch=population", f"hydra.launcher.width_bucket={b}", f"hydra.launcher.mix_variants={m}"])
+             for b in buckets for m in ((False, True) if mix_variants else (False,))]
     if launch != "none":
         modes.append((f"one process per trial (launch={launch})", [f"launch={launch}"]))
-    print(f"# Greff's random search: {trials} trials of {cell}, 1 epoch of {steps} steps each, row MNIST; "
+    print(f"# Greff's random search: {trials} trials of {' '.join(cells)}, 1 epoch of {steps} steps each, row MNIST; "
           f"{os.cpu_count()} cores, jax {jax.__version__}", flush=True)
     rows = []
     for name, extra in modes:
@@ -134,7 +139,7 @@ def greff_search(trials: int, cell: str, steps: int, data_dir: str, buckets: lis
 def parser() -> argparse.ArgumentParser:
     """The command line (tests/test_readme.py parses every command the docs quote with it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cell", default="np")
+    p.add_argument("--cell", nargs="+", default=["np"], help="the cell (with --greff: one or several, drawn per trial)")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
@@ -144,6 +149,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--greff", type=int, metavar="N", help="time N trials of sweeps/random_search.yaml end to end instead")
     p.add_argument("--data-dir", default=os.environ.get("ODYSSEY_DATA_DIR", "../shared/data"), help="for --greff")
     p.add_argument("--width-buckets", nargs="+", default=["32", "null"], help="for --greff: width_bucket settings")
+    p.add_argument("--mix-variants", action="store_true", help="for --greff: populations with Greff's variants apart and mixed "
+                   "(hydra.launcher.mix_variants)")
     p.add_argument("--processes-launch", default="joblib", help="for --greff: the launch= of the process-per-trial "
                    "baseline (joblib: one per core; joblib_gpu: four sharing a GPU)")
     return p
@@ -152,7 +159,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None):
     args = parser().parse_args(argv)
     if args.greff:
-        return greff_search(args.greff, args.cell, args.steps, args.data_dir, args.width_buckets, args.processes_launch)
+        return greff_search(args.greff, args.cell, args.steps, args.data_dir, args.width_buckets, args.processes_launch,
+                            args.mix_variants)
+    if len(args.cell) > 1:
+        raise SystemExit("--cell takes one cell unless --greff is given")
+    args.cell = args.cell[0]
     configure_cpu_devices(int(args.cpu_devices) if args.cpu_devices.isdigit() else args.cpu_devices)  # before JAX starts
     dev = jax.devices()[0]
     print(f"# population throughput: {args.cell}, H={args.hidden}, batch {args.batch}, row MNIST (T=28, D=28); "

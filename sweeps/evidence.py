@@ -75,7 +75,8 @@ def compare_to(groups: dict[str, list[float]], reference: str = "v", alpha: floa
     rows = []
     for name in others:
         a, b = np.asarray(groups[name], float), np.asarray(groups[reference], float)
-        p = stats.ttest_ind(a, b, equal_var=False).pvalue if min(len(a), len(b)) >= 2 else float("nan")
+        testable = min(len(a), len(b)) >= 2 and (a.var() > 0 or b.var() > 0)  # no spread at all: nothing to test
+        p = stats.ttest_ind(a, b, equal_var=False).pvalue if testable else float("nan")
         rows.append({"variant": name, "n": len(a), "diff": float(a.mean() - b.mean()), "p": float(p),
                      "significant": bool(p < threshold), "uncorrected": bool(p < alpha), "threshold": threshold})
     return rows

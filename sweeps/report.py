@@ -141,6 +141,8 @@ def num(x, digits: int = 4) -> str:
 
 
 def verdict(test: dict) -> str:
+    if math.isnan(test["p"]):
+        return "not testable"  # fewer than 2 trials, or no spread in either group
     return "yes" if test["significant"] else "p < 0.05 only" if test["uncorrected"] else "no"
 
 
@@ -170,9 +172,12 @@ def task_section(task: str, trials: list[Trial], root: Path, out: Path, referenc
         figures.box_plots(values, best, f"test {metric}", f"{task}: {label}",
                           {r["variant"] for r in tests[0] if r["significant"]}, out / f"{stem}_box.png", reference)
         few = [v for v, x in values.items() if len(evidence.best_share(x, mode)) >= len(x)]
+        thin = [v for v, x in values.items() if v not in few and len(x) < 20]  # best 10 % raised to 2 trials
         return [f"![box plots]({stem}_box.png)", "", distribution_table(values, best, mode), "",
                 *([f"Too few trials for a best 10 %: for {', '.join(few)} it is every trial, so the lower panel "
-                   "repeats the upper one.", ""] if few else [])]
+                   "repeats the upper one.", ""] if few else []),
+                *([f"Fewer than 20 trials: for {', '.join(thin)} the \"best 10 %\" is the best 2 trials, too few for its "
+                   "panel or its t-test to mean much.", ""] if thin else [])]
 
     def curves():
         data = {v: [curve(root / t.path, metric) for t in ts] for v, ts in by_variant.items()}

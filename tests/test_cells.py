@@ -482,3 +482,35 @@ def test_initialisers_are_configurable_by_name_and_default_to_orthogonal_recurre
     assert not np.allclose(R2.T @ R2, np.eye(8), atol=1e-2)
     with pytest.raises(ValueError, match="Unknown initialiser 'zeros'; choose one of glorot_uniform"):
         make_cell("v", 8, kernel_init="zeros")
+
+
+# ---------------------------------------------------------------- variants as data (variants.SwitchedCell)
+
+SWITCHED = [GateSpec(**{ONE_SWITCH[v]: not getattr(GateSpec(), ONE_SWITCH[v])}) for v in ONE_SWITCH] + [
+    GateSpec(full_recurrence=True, coupled=True), GateSpec(input_gate=False, peepholes=False, output_activation=False)]
+
+
+@pytest.mark.parametrize("spec", SWITCHED, ids=lambda s: ",".join(k for k in SWITCHES if getattr(s, k) != getattr(GateSpec(), k)) or "v")
+def test_the_switched_cell_computes_each_variants_outputs_and_gradients_and_leaves_the_rest_at_zero(spec):
+    """Its switches as data, over V's parameters (FGR's too with full_recurrence): each variant's own
+    outputs and gradients, and exactly zero gradient for every parameter the variant lacks."""
+    from training import switches
+    from variants import SwitchedCell
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(B, T, D)), jnp.float32)
+    lone, switched = RNN(GatedCell(H, spec)), RNN(SwitchedCell(H, full_recurrence=spec.full_recurrence))
+    own = {"params": lone.init(jax.random.key(0), x)}
+    state = switches.embed(own, {"params": jax.eval_shape(lambda: switched.init(jax.random.key(0), x))}, spec)
+
+    def loss(model, variables):
+        return jnp.sum(jnp.sin(model.apply(variables, x)[1]))
+
+    out_lone, grads_lone = jax.jit(jax.value_and_grad(lambda v: loss(lone, v)))(own["params"])
+    out, grads = jax.jit(jax.value_and_grad(lambda v: loss(switched, v)))(state["params"])
+    np.testing.assert_allclose(out, out_lone, rtol=1e-5)
+    mine = switches.extract({"params": grads}, {"params": grads_lone})["params"]
+    for g, g_lone in zip(jax.tree.leaves(mine), jax.tree.leaves(grads_lone)):
+        np.testing.assert_allclose(g, g_lone, rtol=1e-4, atol=1e-6)
+    own_paths = {path for path, _ in jax.tree_util.tree_flatten_with_path(own["params"])[0]}
+    lacking = [g for path, g in jax.tree_util.tree_flatten_with_path(grads)[0] if path not in own_paths]
+    assert lacking and all(float(jnp.max(jnp.abs(g))) == 0.0 for g in lacking)

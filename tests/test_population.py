@@ -152,6 +152,15 @@ def test_the_population_launcher_runs_a_multirun_as_populations(tmp_path):
         assert (hydra_dir / "hydra.yaml").exists()
 
 
+def test_a_local_population_job_gets_a_days_time_limit_unless_the_config_sets_one():
+    """submitit's local executor would kill it after 2 minutes (it did, in a loaded test run)."""
+    from hydra_plugins.odyssey_population import executor_parameters
+
+    assert executor_parameters("local", {})["timeout_min"] == 24 * 60
+    assert executor_parameters("local", {"timeout_min": 5})["timeout_min"] == 5
+    assert "timeout_min" not in executor_parameters("slurm", {"slurm_partition": "gpu"})
+
+
 @pytest.mark.slow
 def test_populations_run_as_submitit_jobs_one_per_population(tmp_path):
     """The cluster path (one submitit job per population) with submitit's local executor."""
@@ -161,3 +170,48 @@ def test_populations_run_as_submitit_jobs_one_per_population(tmp_path):
     jobs = [d for d in (tmp_path / ".submitit").iterdir() if d.name.isdigit()]  # a folder per job id
     assert len(jobs) == 2  # one job per cell's population
     assert "2 populations submitted (local)" in output
+
+# ---------------------------------------------------------------- variants as data (variants.SwitchedCell)
+
+GREFF_ONE_SWITCH = ["v", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg"]
+
+
+def variant_configs(cells, *extra):
+    """One trial per cell (a name, or a name and its switch overrides), each with its own width, lr, seed."""
+    return [compose_config(*([f"cell={c}"] if isinstance(c, str) else [f"cell={c[0]}", *c[1:]]), f"hidden={8 + 3 * k}",
+                           f"lr={0.01 * (k + 1)}", f"seed={k}", "input_noise=0.1", *extra)
+            for k, c in enumerate(cells)]
+
+
+def assert_population_equals_lone_runs(cfgs, tmp_path):
+    together = train_population(cfgs, [tmp_path / f"pop{k}" for k in range(len(cfgs))], width_bucket=None, mix_variants=True)
+    assert {r["population_size"] for r in together} == {len(cfgs)}
+    for k, cfg in enumerate(cfgs):
+        alone = train(cfg, tmp_path / f"alone{k}")
+        assert together[k]["num_params"] == alone["num_params"]  # its own variant's count, not the superset's
+        np.testing.assert_allclose(together[k]["test"]["mse"], alone["test"]["mse"], rtol=1e-4)
+        pop, lone = (RunRecord(tmp_path / f"{d}{k}").epochs() for d in ("pop", "alone"))
+        for key in ("loss", "grad_norm"):
+            np.testing.assert_allclose([e["train"][key] for e in pop], [e["train"][key] for e in lone], rtol=1e-4)
+        np.testing.assert_allclose([e["valid"]["mse"] for e in pop], [e["valid"]["mse"] for e in lone], rtol=1e-4)
+
+
+def test_with_mix_variants_greffs_variants_group_together_and_fgr_apart():
+    cfgs = variant_configs(GREFF_ONE_SWITCH + ["fgr", ("fgr", "cell.switches.coupled=true"), "gru"])
+    assert sorted(group_by_shape(cfgs, width_bucket=None, mix_variants=True)) == [list(range(8)), [8, 9], [10]]
+    assert len(group_by_shape(cfgs, width_bucket=None)) == 11  # without it, each variant (and fgr+coupled) apart
+
+
+def test_variants_of_mixed_widths_in_one_population_equal_their_lone_runs_and_checkpoint_their_own_parameters(tmp_path):
+    """V, NIG and NIAF at widths 8, 11 and 14 in one program over V's parameters (every switch, cell by
+    cell: tests/test_cells.py). NIG's checkpoint holds NIG's own parameters: its lone run resumes from it."""
+    assert_population_equals_lone_runs(variant_configs(["v", "nig", "niaf"], "epochs=2"), tmp_path)
+    first = RunRecord(tmp_path / "pop1").epochs()
+    more = train(variant_configs(["v", "nig"], "epochs=3")[1], tmp_path / "pop1")  # no W_i, no switches
+    assert more["status"] == "completed" and more["epochs_completed"] == 3
+    assert RunRecord(tmp_path / "pop1").epochs()[:2] == first
+
+
+def test_fgr_and_fgr_with_a_coupled_forget_gate_in_one_population_equal_their_lone_runs(tmp_path):
+    """Only the gates a variant has are fed back, so the gate-to-gate matrices it lacks stay zero."""
+    assert_population_equals_lone_runs(variant_configs(["fgr", ("fgr", "cell.switches.coupled=true")], "epochs=2"), tmp_path)

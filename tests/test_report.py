@@ -137,6 +137,13 @@ def test_welch_finds_the_shifted_variant_and_not_the_one_drawn_alike():
     assert evidence.compare_to({"nig": [1, 2], "np": [1, 2]}) == []  # no reference, nothing to compare
 
 
+def test_groups_without_any_spread_are_not_testable_rather_than_infinitely_significant():
+    """Accuracies on a small test set tie (FSDD: steps of 1/300); Welch's test on two constant groups
+    would report p = 0."""
+    rows = evidence.compare_to({"v": [0.9967, 0.9967], "gru": [0.9867, 0.9867]})
+    assert np.isnan(rows[0]["p"]) and not rows[0]["significant"] and not rows[0]["uncorrected"]
+
+
 def test_best_share_takes_the_best_tenth_in_the_objectives_direction():
     assert list(evidence.best_share(range(20), "max")) == [19, 18]
     assert list(evidence.best_share(range(20), "min")) == [0, 1]

@@ -26,6 +26,7 @@ class SequenceModel(nn.Module):
     unroll: int = 1
     hoist_projection: bool = False
     fused_gradient: bool = False
+    switches_as_data: bool = False  # a Greff variant as variants.SwitchedCell (a population of mixed variants)
     dtype: Any = None
 
     @nn.compact
@@ -34,7 +35,8 @@ class SequenceModel(nn.Module):
         """rows: each example's row number in the whole batch (dropout is keyed by it; default 0..B-1)."""
         switches = dict(self.switches or {})
         stack = RecurrentStack(
-            lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype, self.kernel_init, self.recurrent_init),
+            lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype, self.kernel_init, self.recurrent_init,
+                              self.switches_as_data),
             self.layers, self.bidirectional, self.dropout, self.unroll, self.hoist_projection, self.fused_gradient,
         )
         outputs, last = stack(x, lengths, train, rows)
@@ -42,8 +44,9 @@ class SequenceModel(nn.Module):
         return nn.Dense(self.output_size, name="head")(features)
 
 
-def model_from_config(cfg, task, hidden: int | None = None) -> SequenceModel:
-    """The config's model; `hidden` overrides its width (a population pads narrower trials to it)."""
+def model_from_config(cfg, task, hidden: int | None = None, switches_as_data: bool = False) -> SequenceModel:
+    """The config's model; `hidden` overrides its width (a population pads narrower trials to it),
+    `switches_as_data` makes a Greff variant's cell the superset of every variant (a population mixes them)."""
     speed = cfg.speed
     dtype = None if speed.dtype in (None, "float32") else jnp.dtype(speed.dtype)
     return SequenceModel(
@@ -52,7 +55,7 @@ def model_from_config(cfg, task, hidden: int | None = None) -> SequenceModel:
         switches={k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None}, forget_bias=cfg.cell.forget_bias,
         kernel_init=cfg.cell.kernel_init, recurrent_init=cfg.cell.recurrent_init,
         unroll=speed.unroll, hoist_projection=resolve_hoist(speed.hoist_projection),
-        fused_gradient=bool(speed.fused_gradient), dtype=dtype,
+        fused_gradient=bool(speed.fused_gradient), switches_as_data=switches_as_data, dtype=dtype,
     )
 
 

@@ -26,7 +26,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task
-from training import widths
+from variants import VARIANTS, GateSpec
+from training import switches, widths
 from training.devices import Placement
 from training.model import count_params, model_from_config
 from training.optim import make_optimizer
@@ -46,9 +47,21 @@ def mixes_widths(cfg) -> bool:
     return cfg.layers == 1 or not cfg.dropout
 
 
-def shape_key(cfg) -> str:
-    """Trials with equal keys can share one compiled program."""
+def cell_spec(cfg) -> GateSpec | None:
+    """A Greff variant's switches, resolved (None for gru and srn)."""
+    if cfg.cell.name not in VARIANTS:
+        return None
+    return VARIANTS[cfg.cell.name].replace(**{k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None})
+
+
+def shape_key(cfg, mix_variants: bool = False) -> str:
+    """Trials with equal keys can share one compiled program. mix_variants: Greff variants differ only in
+    data (variants.SwitchedCell), except full recurrence, which adds matrices to every step."""
     d = OmegaConf.to_container(cfg, resolve=True)
+    spec = cell_spec(cfg)
+    if mix_variants and spec is not None:
+        d["cell"].pop("name"), d["cell"].pop("switches", None)
+        d["cell"]["full_recurrence"] = spec.full_recurrence
     for key in PER_TRIAL + NOT_TRAINING + (("hidden",) if mixes_widths(cfg) else ()):
         *path, last = key.split(".")
         node = d
@@ -71,30 +84,33 @@ def resolve_width_bucket(width_bucket: int | str | None) -> int | None:
     return width_bucket
 
 
-def group_by_shape(cfgs, width_bucket: int | str | None = None) -> list[list[int]]:
+def group_by_shape(cfgs, width_bucket: int | str | None = None, mix_variants: bool = False) -> list[list[int]]:
     """Indices of the configs that can train as one population, each group ordered by hidden size.
     width_bucket: with a number, trials of widths in different buckets of that many units (1–32, 33–64,
-    ...) form separate groups; None: every width of a structure in one group."""
+    ...) form separate groups; None: every width of a structure in one group. mix_variants: Greff's
+    variants of one task share a group (FGR and its combinations apart from the rest)."""
     bucket, groups = resolve_width_bucket(width_bucket), {}
     for i, cfg in enumerate(cfgs):
         width = math.ceil(cfg.hidden / bucket) if bucket and mixes_widths(cfg) else None  # else in shape_key, or free
-        groups.setdefault((shape_key(cfg), width), []).append(i)
+        groups.setdefault((shape_key(cfg, mix_variants), width), []).append(i)
     return [sorted(g, key=lambda i: cfgs[i].hidden) for g in groups.values()]
 
 
-def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str | None = "auto") -> list[list[int]]:
+def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str | None = "auto",
+                     mix_variants: bool = False) -> list[list[int]]:
     """The populations to train: groups of `group_by_shape`, cut into pieces of at most `max_size` trials."""
     plan = []
-    for group in group_by_shape(cfgs, width_bucket):
+    for group in group_by_shape(cfgs, width_bucket, mix_variants):
         size = max_size or len(group)
         plan += [group[start:start + size] for start in range(0, len(group), size)]
     return plan
 
 
-def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto") -> list[dict]:
+def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto",
+                     mix_variants: bool = False) -> list[dict]:
     """Train every config, grouped into populations (`plan_populations`), here, one after another; one result each."""
     results: list[dict | None] = [None] * len(cfgs)
-    for idx in plan_populations(cfgs, max_size, width_bucket):
+    for idx in plan_populations(cfgs, max_size, width_bucket, mix_variants):
         for i, r in zip(idx, train_one_population([cfgs[i] for i in idx], [run_dirs[i] for i in idx])):
             results[i] = r
     return results
@@ -215,21 +231,27 @@ class PopulationSteps:
         self.shared_eval = len(loaded) == 1  # every trial evaluates the same batches
         self.steps = steps_per_epoch(cfg0, self.splits[0]["train"])
         self.width = max(r.cfg.hidden for r in runs)
-        model = model_from_config(cfg0, task, hidden=self.width)
+        specs = [cell_spec(r.cfg) for r in runs]
+        self.switched = len(set(specs)) > 1  # mixed Greff variants: switches as data (training/switches.py)
+        model = model_from_config(cfg0, task, hidden=self.width, switches_as_data=self.switched)
         txs = [make_optimizer(r.cfg.optimizer, r.cfg.lr, r.cfg.grad_clip) for r in runs]
         keys = [jax.random.split(jax.random.key(r.cfg.seed)) for r in runs]
         x0, len0 = self.splits[0]["train"]["x"][:1].astype(np.float32), self.splits[0]["train"]["lengths"][:1]
         wide = jax.eval_shape(lambda k: _initial_state(model, txs[0], k, x0, len0), keys[0][0])
         latest = [r.ckpt.latest_epoch() for r in runs]
         common = latest[0] if all(e == latest[0] for e in latest) else None  # populations move in lockstep
-        states, masks, self.own_shapes = [], [], []
-        for r, (init_key, _), tx in zip(runs, keys, txs):  # each trial starts as its lone run, at its own width
+        states, masks, self.own_shapes, self.own_width_shapes = [], [], [], []
+        for r, (init_key, _), tx, spec in zip(runs, keys, txs, specs):  # each trial starts as its lone run, at its own width
             own = _initial_state(model_from_config(r.cfg, task), tx, init_key, x0, len0)
             own = restore_latest(r, own, common)
             self.own_shapes.append(jax.eval_shape(lambda: own))
+            r.result.update(num_params=count_params(own["params"]), objective=dict(zip(("name", "mode"), task.objective)))
+            if self.switched:  # laid into the superset of the variants' parameters, still at its own width
+                superset = model_from_config(r.cfg, task, switches_as_data=True)
+                own = switches.embed(own, jax.eval_shape(lambda k: _initial_state(superset, tx, k, x0, len0), init_key), spec)
+            self.own_width_shapes.append(jax.eval_shape(lambda: own))
             states.append(widths.embed(own, wide, r.cfg.hidden, self.width))
             masks.append(widths.mask(own["params"], wide["params"], r.cfg.hidden, self.width))
-            r.result.update(num_params=count_params(own["params"]), objective=dict(zip(("name", "mode"), task.objective)))
         self.placement = Placement.for_sizes(K, what="trials", devices=devices)
         for r in runs:
             r.result["device_count"] = self.placement.count
@@ -299,8 +321,9 @@ class PopulationSteps:
         return [means(jax.tree.map(lambda x: x[k], sums)) for k in range(K)]
 
     def state(self, k: int):
-        """Trial k's state at its own width: what its checkpoint holds."""
-        return widths.extract(unstack(self._state, k), self.own_shapes[k], self.runs[k].cfg.hidden, self.width)
+        """Trial k's state at its own width and with its own variant's parameters: what its checkpoint holds."""
+        state = widths.extract(unstack(self._state, k), self.own_width_shapes[k], self.runs[k].cfg.hidden, self.width)
+        return switches.extract(state, self.own_shapes[k]) if self.switched else state
 
     def stop(self, k: int) -> None:
         self.alive = self.alive.at[k].set(False)

@@ -15,6 +15,7 @@ from variants.gru import GRUCell
 from variants.layer import RNN, RecurrentStack, last_outputs, reverse_sequences
 from variants.protocol import Recurrence
 from variants.simple import SimpleCell
+from variants.switched import SwitchedCell, switch_values
 
 CELLS: tuple[str, ...] = tuple(VARIANTS) + ("gru", "srn")
 
@@ -30,12 +31,14 @@ def initializer(name: str):
 
 
 def make_cell(name: str, hidden: int, switches: dict | None = None, forget_bias: float = 1.0, dtype=None,
-              kernel_init: str = "glorot_uniform", recurrent_init: str = "orthogonal"):
+              kernel_init: str = "glorot_uniform", recurrent_init: str = "orthogonal", switches_as_data: bool = False):
     """A cell by its Greff name (`v`, `nig`, ..., `fgr`), `gru` or `srn`.
 
     `switches` overrides the named variant's GateSpec, so combinations are one line:
     `make_cell("np", 64, switches={"coupled": True})` is NP + CIFG. `kernel_init` and `recurrent_init`
     name the initialisers of W and R (defaults: Keras' glorot-uniform W, orthogonal R).
+    `switches_as_data`: a Greff variant as `SwitchedCell` (V's parameters, the switches read as data, so
+    variants can share one program; only full_recurrence is taken from the variant).
     """
     inits = {"kernel_init": initializer(kernel_init), "recurrent_init": initializer(recurrent_init)}
     if name in VARIANTS:
@@ -44,6 +47,8 @@ def make_cell(name: str, hidden: int, switches: dict | None = None, forget_bias:
         if unknown:
             raise ValueError(f"Unknown switch(es) {unknown} for cell {name!r}; the switches are {', '.join(known)}.")
         spec = VARIANTS[name].replace(**dict(switches or {}))
+        if switches_as_data:
+            return SwitchedCell(hidden, forget_bias=forget_bias, dtype=dtype, full_recurrence=spec.full_recurrence, **inits)
         return GatedCell(hidden, spec, forget_bias=forget_bias, dtype=dtype, **inits)
     if switches:
         raise ValueError(f"Cell {name!r} has no gate switches (got {dict(switches)}); switches apply to {sorted(VARIANTS)}.")
@@ -56,5 +61,5 @@ def make_cell(name: str, hidden: int, switches: dict | None = None, forget_bias:
 
 __all__ = [
     "CELLS", "VARIANTS", "GateSpec", "GatedCell", "GRUCell", "SimpleCell", "LSTMCarry", "RNN",
-    "INITIALIZERS", "RecurrentStack", "Recurrence", "initializer", "last_outputs", "make_cell", "reverse_sequences",
+    "INITIALIZERS", "RecurrentStack", "Recurrence", "SwitchedCell", "switch_values", "initializer", "last_outputs", "make_cell", "reverse_sequences",
 ]

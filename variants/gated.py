@@ -122,10 +122,10 @@ class GatedCell(nn.Module):
         n = len(self.spec.gates) * self.hidden if self.spec.full_recurrence else 0
         return LSTMCarry(zeros, zeros, jnp.zeros(batch_shape + (n,), jnp.float32))
 
-    @nn.compact
-    def recurrence(self, x: Array) -> Recurrence:
-        """Create (or fetch) the parameters and return the cell's pure, fused functions."""
-        spec, H, D = self.spec, self.hidden, x.shape[-1]
+    def parameters(self, spec: GateSpec, D: int):
+        """Create (or fetch) the parameters of `spec`, fused: (W_all [D, G·H], R_all [H, G·H], b_all [G·H],
+        peepholes {gate: [H]}, R_gates [n·H, n·H] or None). Called from a compact method."""
+        H = self.hidden
         W = {a: self.param(f"W_{a}", self.kernel_init, (D, H)) for a in spec.blocks}
         R = {a: self.param(f"R_{a}", self.recurrent_init, (H, H)) for a in spec.blocks}
         b = {a: self.param(f"b_{a}", nn.initializers.constant(self.forget_bias if a == "f" else 0.0), (H,)) for a in spec.blocks}
@@ -136,10 +136,16 @@ class GatedCell(nn.Module):
             R_gates = jnp.block([[RG[a, s] for a in spec.gates] for s in spec.gates])
         else:
             R_gates = None
-
         W_all = jnp.concatenate([W[a] for a in spec.blocks], axis=1)  # [D, G·H]
         R_all = jnp.concatenate([R[a] for a in spec.blocks], axis=1)  # [H, G·H]
         b_all = jnp.concatenate([b[a] for a in spec.blocks])  # [G·H]
+        return W_all, R_all, b_all, p, R_gates
+
+    @nn.compact
+    def recurrence(self, x: Array) -> Recurrence:
+        """Create (or fetch) the parameters and return the cell's pure, fused functions."""
+        spec, H = self.spec, self.hidden
+        W_all, R_all, b_all, p, R_gates = self.parameters(spec, x.shape[-1])
         g = jnp.tanh if spec.input_activation else _identity
         h = jnp.tanh if spec.output_activation else _identity
         dtype = self.dtype
@@ -171,9 +177,9 @@ class GatedCell(nn.Module):
 
         # one fused matmul [B, H] × [H, G·H]; with FGR a second one adds the gates of t-1 to the gates' columns
         if R_gates is None:
-            step = LinearStep((R_all,), (0,), _reads_output, finish, p, dtype)
+            step = LinearStep((R_all,), (0,), reads_output, finish, p, dtype)
         else:
-            step = LinearStep((R_all, R_gates), (0, H), _reads_output_and_gates, finish, p, dtype)
+            step = LinearStep((R_all, R_gates), (0, H), reads_output_and_gates, finish, p, dtype)
         return Recurrence(project=project, step=step, linear=step)
 
     def __call__(self, carry, x):
@@ -182,11 +188,11 @@ class GatedCell(nn.Module):
         return rec.step(carry, rec.project(x))
 
 
-def _reads_output(carry: LSTMCarry):
+def reads_output(carry: LSTMCarry):
     return (carry.y,)
 
 
-def _reads_output_and_gates(carry: LSTMCarry):
+def reads_output_and_gates(carry: LSTMCarry):
     return (carry.y, carry.gates)
 
 

@@ -5,7 +5,8 @@
     python train.py -m -cd sweeps -cn random_search cell=v launch=population   # Greff's search
 
 Jobs are grouped by structure (training.population.group_by_shape: everything but lr, seed,
-momentum, input noise and hidden size must match; widths in buckets of `width_bucket` units);
+momentum, input noise and hidden size must match; widths in buckets of `width_bucket` units; with
+`mix_variants`, Greff's variants too, their switches as data: variants.SwitchedCell);
 each group trains as one compiled program, and every trial still writes its own record and its
 `.hydra/` folder into its own sweep subdirectory, exactly as with any other launcher.
 
@@ -36,6 +37,7 @@ class PopulationLauncherConf:
     _target_: str = "hydra_plugins.odyssey_population.PopulationLauncher"
     max_size: Optional[int] = None  # most trials in one population (memory); null: a whole group
     width_bucket: Any = "auto"  # widths padded together: N units per bucket, null (to the widest) or auto (32 on CPU, else null)
+    mix_variants: bool = False  # Greff's variants of one task in one population (switches as data; FGR apart)
     backend: str = "here"  # here | local | slurm: where each population runs (local and slurm: a submitit job each)
     submitit: Dict[str, Any] = field(default_factory=dict)  # submitit executor parameters (timeout_min, partition, ...)
 
@@ -45,11 +47,12 @@ ConfigStore.instance().store(group="hydra/launcher", name="population", node=Pop
 
 
 class PopulationLauncher(Launcher):
-    def __init__(self, max_size: Optional[int] = None, width_bucket: Any = "auto", backend: str = "here",
-                 submitit: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, max_size: Optional[int] = None, width_bucket: Any = "auto", mix_variants: bool = False,
+                 backend: str = "here", submitit: Optional[Dict[str, Any]] = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"hydra.launcher.backend={backend!r}; choose one of {', '.join(BACKENDS)}.")
         self.max_size, self.width_bucket, self.backend = max_size, width_bucket, backend
+        self.mix_variants = bool(mix_variants)
         self.submitit = dict(submitit or {})
         self.config = self.hydra_context = self.task_function = None
 
@@ -102,12 +105,12 @@ class PopulationLauncher(Launcher):
         from training.population import plan_populations, train_one_population, train_population
 
         if self.backend == "here":
-            return train_population(cfgs, run_dirs, self.max_size, self.width_bucket)
+            return train_population(cfgs, run_dirs, self.max_size, self.width_bucket, self.mix_variants)
         import submitit
 
-        plan = plan_populations(cfgs, self.max_size, self.width_bucket)
+        plan = plan_populations(cfgs, self.max_size, self.width_bucket, self.mix_variants)
         executor = submitit.AutoExecutor(folder=sweep_dir / ".submitit" / "%j", cluster=self.backend)
-        executor.update_parameters(**self.submitit)
+        executor.update_parameters(**executor_parameters(self.backend, self.submitit))
         submitted = [executor.submit(train_one_population, [cfgs[i] for i in idx], [run_dirs[i] for i in idx], True)
                      for idx in plan]
         log.info("%d populations submitted (%s): %s", len(plan), self.backend, " ".join(j.job_id for j in submitted))
@@ -119,6 +122,17 @@ class PopulationLauncher(Launcher):
             except Exception:  # its trials' records say what happened (failed, or running: rerun resumes)
                 log.exception("population job %s failed; see %s", job.job_id, job.paths.stderr)
         return results
+
+
+LOCAL_TIMEOUT_MIN = 24 * 60  # submitit's local executor kills a job after 2 minutes unless told otherwise
+
+
+def executor_parameters(backend: str, submitit: dict) -> dict:
+    """submitit's parameters: the config's, and on this machine (`local`) a day's time limit by default,
+    since submitit's own default (2 min) would kill any real population."""
+    if backend == "local":
+        return {"timeout_min": LOCAL_TIMEOUT_MIN, **submitit}
+    return dict(submitit)
 
 
 def save_job_configs(folder: Path, task_cfg, cfg, overrides: list[str]) -> None:
