@@ -13,8 +13,9 @@ It serves every cell whose step is *linear-then-elementwise* (`LinearStep`)::
 
 which covers every switch of the gated cell (FGR's gate-to-gate matrix is a second R_k reading the
 carry's gates) and the SRN; the GRU applies its reset gate before its second matmul and is not of
-this form. The elementwise part's gradient still comes from autodiff (`jax.vjp` of `finish`, recomputed
-from the saved pre-activations), so a new switch needs no new derivative code.
+this form. The elementwise part's gradient still comes from autodiff: the forward loop takes `jax.vjp` of
+`finish` at every step and keeps its residuals (a `jax.vjp` function is a pytree, so the scan stacks
+them), which the backward loop applies; a new switch needs no new derivative code.
 
 The numbers equal autodiff's up to float summation order (tests/test_speed_settings.py: 1e-5).
 """
