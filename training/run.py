@@ -34,18 +34,15 @@ log = logging.getLogger("odyssey")
 # keys that may change when a run is resumed into the same directory; any other change is refused
 RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "download", "platform", "study", "verbose")
 # speed paths that give the same numbers (tests/test_speed_settings.py, tests/test_devices.py): a run may
-# resume, or count as done, under another of them; speed.dtype changes the numbers and is not here
+# resume, or count as done, under another of them, and a record written before one of them existed is
+# still the same run; speed.dtype changes the numbers and is not here
 SAME_NUMBERS = ("speed.unroll", "speed.hoist_projection", "speed.fused_gradient", "speed.cpu_devices")
-# keys added after records were written, with the value the older code ran with, so that a record
-# written before a key existed still names the same run (a rerun of a study skips or resumes it)
-ADDED_KEYS = {"speed.fused_gradient": False}
 
 
 def run_identity(config: dict) -> dict:
     """What makes two resolved configs the same run, as {dotted key: value}: every key except the
-    resumable ones and the same-numbers speed paths, with keys newer than the record filled in."""
-    flat = {**ADDED_KEYS, **_flatten(config)}
-    return {k: v for k, v in flat.items()
+    resumable ones and the same-numbers speed paths."""
+    return {k: v for k, v in _flatten(config).items()
             if k.split(".")[0] not in RESUMABLE_CHANGES and k not in SAME_NUMBERS}
 
 
