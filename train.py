@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 import training
-from training.devices import configure_cpu_devices
+from training.devices import configure_host
 from training.logs import configure_logging
 
 log = logging.getLogger("odyssey")
@@ -24,7 +24,7 @@ def main(cfg) -> float | None:
     hc = HydraConfig.get()
     configure_logging(cfg.verbose)
     try:
-        configure_cpu_devices(cfg.speed.cpu_devices)  # before JAX starts: the device count is fixed per process
+        configure_host(cfg.speed)  # before JAX starts: the device count is fixed per process
     except ValueError:
         pass  # training.train's config check refuses it and records the trial as failed
     try:

@@ -2,6 +2,7 @@
 
     python -m benchmarks.cpu_step                  # batch 64 (one of two CPU devices' share of 128), H=128
     python -m benchmarks.cpu_step --batch 128      # a whole batch on one device
+    python -m benchmarks.cpu_step --batch 128 --keep-freed-memory   # glibc keeps freed memory (benchmarks/malloc.py)
 
 Two tables, on one XLA CPU device (train.py splits a batch over one device per core; each device then
 runs this):
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from training.host_memory import set_policy
 from training.model import SequenceModel
 
 T, D = 28, 28
@@ -83,13 +85,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--keep-freed-memory", action="store_true",
+                   help="keep freed memory in the heap, as train.py does (training/host_memory.py); default: glibc's policy")
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.keep_freed_memory:
+        set_policy("keep")
     dev = jax.devices()[0]
-    print(f"# {dev.platform} ({dev.device_kind}), jax {jax.__version__}, one device; median of {args.rounds} rounds\n")
+    print(f"# {dev.platform} ({dev.device_kind}), jax {jax.__version__}, one device; median of {args.rounds} rounds"
+          f"{'; glibc keeps freed memory' if args.keep_freed_memory else ''}\n")
     matmul_shapes(args.batch, args.hidden, args.rounds, args.reps)
     scan_paths(args.batch, args.hidden, args.rounds, args.reps)
 

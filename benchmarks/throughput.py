@@ -54,6 +54,7 @@ import optax
 
 from tasks import task_from_conf
 from training.devices import Placement, configure_cpu_devices
+from training.host_memory import keep_freed_memory
 from training.model import SequenceModel, resolve_hoist
 from training.optim import make_optimizer
 from training.split import make_steps
@@ -302,6 +303,7 @@ def main(argv=None):
     args.fused_gradient = [v == "true" for v in args.fused_gradient]
 
     cpu_devices = configure_cpu_devices(args.cpu_devices)  # before JAX starts
+    keep_freed_memory("auto")  # train.py's default (speed.keep_freed_memory); the peers share the process
     if args.torch_threads and not args.no_torch:
         import torch
         torch.set_num_threads(args.torch_threads)

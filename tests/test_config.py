@@ -139,6 +139,7 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(override, message):
     ("speed.dtype=float7", "speed.dtype='float7'; choose float32, bfloat16 or float16"),
     ("speed.cpu_devices=0", "choose auto (one per core) or a whole number >= 1"),
     ("speed.cpu_devices=many", "choose auto (one per core) or a whole number >= 1"),
+    ("speed.keep_freed_memory=sometimes", "choose auto, true or false"),
 ])
 def test_check_config_refuses_bad_values_naming_what_is_accepted(override, accepted):
     cfg = compose_config(override)  # the types allow these values; check_config knows better

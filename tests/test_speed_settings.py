@@ -1,6 +1,6 @@
 """Speed settings change how fast a model trains, never what it computes.
 
-`speed.unroll`, `speed.hoist_projection`, `speed.fused_gradient` and the full-length shortcut of the scanned layer (no masking
+`speed.unroll`, `speed.hoist_projection`, `speed.fused_gradient`, `speed.keep_freed_memory` and the full-length shortcut of the scanned layer (no masking
 when no sequence of the batch is padded) must give the same outputs and gradients; `speed.dtype`
 bfloat16 computes the matmuls at lower precision and must stay close to float32.
 """
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
+from training import host_memory
 from training.model import SequenceModel, model_from_config, resolve_hoist
 
 T, D, H, B = 5, 3, 8, 4
@@ -87,3 +88,29 @@ def test_the_config_speed_settings_reach_the_model():
     model = model_from_config(cfg, Task)
     assert (model.unroll, model.hoist_projection, model.dtype, model.fused_gradient) == (4, True, jnp.bfloat16, True)
     assert resolve_hoist("auto") == (jax.default_backend() != "cpu")
+
+
+def test_keeping_freed_memory_changes_no_number():
+    """speed.keep_freed_memory only changes where malloc finds memory for XLA's temporaries: the same
+    compiled gradient, with temporaries above glibc's 32 MiB mmap ceiling, gives bitwise the same
+    numbers under glibc's policy and under "keep"."""
+    if host_memory.glibc() is None:
+        pytest.skip("needs glibc's mallopt (Linux)")
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(128, 28, 28)), jnp.float32)
+    model = SequenceModel(cell="np", hidden=128, output_size=10, hoist_projection=True)
+    params = model.init(jax.random.key(0), x)
+    grad = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(p, x) ** 2))).lower(params).compile()
+    assert grad.memory_analysis().temp_size_in_bytes > 32 << 20  # the allocations the policy is about
+    try:
+        assert host_memory.set_policy("glibc")
+        before = [grad(params) for _ in range(2)]
+        assert host_memory.keep_freed_memory("auto") and host_memory.keep_freed_memory(True)
+        after = [grad(params) for _ in range(2)]
+    finally:
+        host_memory.set_policy("glibc")
+    for a in before[1:] + after:
+        for u, v in zip(jax.tree.leaves(before[0]), jax.tree.leaves(a)):
+            np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    assert host_memory.keep_freed_memory(False) is False
+    with pytest.raises(ValueError, match="choose auto, true or false"):
+        host_memory.keep_freed_memory("sometimes")

@@ -31,6 +31,7 @@ class SpeedSchema:
     fused_gradient: bool = MISSING
     dtype: str = MISSING
     cpu_devices: Any = MISSING  # auto | int >= 1
+    keep_freed_memory: Any = MISSING  # auto | true | false
 
 
 @dataclass
@@ -215,6 +216,8 @@ def check_config(cfg) -> None:
         problems.append(f"wandb.mode={cfg.wandb.mode!r}; choose one of {', '.join(MODES)}")
     if cfg.speed.hoist_projection not in (True, False, "auto"):
         problems.append(f"speed.hoist_projection={cfg.speed.hoist_projection!r}; choose true, false or auto")
+    if cfg.speed.keep_freed_memory not in (True, False, "auto"):
+        problems.append(f"speed.keep_freed_memory={cfg.speed.keep_freed_memory!r}; choose auto, true or false")
     try:
         cpu_device_count(cfg.speed.cpu_devices)
     except ValueError as e:

@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from training.host_memory import keep_freed_memory
+
 log = logging.getLogger("odyssey")
 
 
@@ -54,6 +56,13 @@ def configure_cpu_devices(setting) -> int:
                         "takes effect in a new process", current, setting)
         return current
     return wanted
+
+
+def configure_host(speed) -> int:
+    """Before JAX starts: the CPU device count (speed.cpu_devices) and malloc's policy
+    (speed.keep_freed_memory, training/host_memory.py). Returns the CPU device count in effect."""
+    keep_freed_memory(speed.get("keep_freed_memory", "auto"))
+    return configure_cpu_devices(speed.cpu_devices)
 
 
 class Placement:

@@ -120,10 +120,10 @@ def train_one_population(cfgs, run_dirs, in_new_process: bool = False) -> list[d
     """One population: its trials' results (each also in its run_dir's result.json). in_new_process: this
     process has not started JAX yet (a cluster job), so set its CPU devices and logging first."""
     if in_new_process:
-        from training.devices import configure_cpu_devices
+        from training.devices import configure_host
         from training.logs import configure_logging
 
-        configure_cpu_devices(cfgs[0].speed.cpu_devices)
+        configure_host(cfgs[0].speed)
         configure_logging(cfgs[0].verbose)
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     out, runs = [], []

@@ -61,11 +61,11 @@ class PopulationLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from training.population import train_population
-        from training.devices import configure_cpu_devices
+        from training.devices import configure_host
 
         from training.logs import configure_logging
 
-        configure_cpu_devices(self.config.speed.cpu_devices)  # before JAX starts its backends
+        configure_host(self.config.speed)  # before JAX starts its backends
         configure_logging(self.config.get("verbose", False))
 
         setup_globals()
