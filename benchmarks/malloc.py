@@ -35,6 +35,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", nargs="+", default=["row", "row512"], choices=["row", "pixel", "row512"])
     p.add_argument("--fused-gradient", nargs="+", default=["false", "true"], choices=["true", "false"])
     p.add_argument("--rounds", type=int, default=5, help="timing rounds per policy; the median counts")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run (default: benchmarks/throughput.py's per shape)")
     return p
 
 
@@ -49,6 +50,7 @@ def main(argv=None):
     print("| shape | cell | fused gradient | glibc seq/s | keep seq/s | keep / glibc |\n|---|---|---|---:|---:|---:|")
     for shape in args.shapes:
         T, D, H, B, steps = SHAPES[shape]
+        steps = args.steps or steps
         for cell in args.cells:
             for fused in args.fused_gradient:
                 entry = odyssey_entry(cell, T, D, H, B, 1, "auto", "float32", fused == "true", cell)
