@@ -9,6 +9,8 @@ import importlib
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each runs a benchmark script: minutes in all
+
 SMOKE = {
     "benchmarks.throughput": ["--cells", "np", "--shapes", "row", "--steps", "1", "--rounds", "1", "--no-torch",
                               "--fused-gradient", "false"],
