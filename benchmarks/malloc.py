@@ -9,8 +9,9 @@ projection hoisted before the scan took ~64 ms against ~36 ms in the step. A pro
 copies, the bias add) running at about 1 GB/s: page faults. XLA:CPU allocates a program's
 temporaries with malloc; glibc serves a block above its mmap threshold with a fresh mmap and
 unmaps it on free, and its dynamic threshold stops growing at 32 MiB, so a step whose temporaries
-exceed that faults every page in again on every call. `--policy keep` raises the mmap and trim
-thresholds with mallopt(3), so freed memory stays in the heap for the next step.
+exceed that faults every page in again on every call. "keep" (training/host_memory.py, train.py's
+default: speed.keep_freed_memory=auto) raises the mmap and trim thresholds with mallopt(3), so freed
+memory stays in the heap for the next step.
 
 This script times train.py's real step (each batch split over one device per core, as
 benchmarks/throughput.py does) with the two policies toggled between timed runs, so load hits both

@@ -184,6 +184,7 @@ def available_platforms() -> list[str]:
 
 def check_config(cfg) -> None:
     """Refuse values the types allow but training cannot use, naming what is accepted."""
+    from training import host_memory
     from training.devices import cpu_device_count
     from training.tracking import MODES
     from variants import CELLS, INITIALIZERS
@@ -216,12 +217,11 @@ def check_config(cfg) -> None:
         problems.append(f"wandb.mode={cfg.wandb.mode!r}; choose one of {', '.join(MODES)}")
     if cfg.speed.hoist_projection not in (True, False, "auto"):
         problems.append(f"speed.hoist_projection={cfg.speed.hoist_projection!r}; choose true, false or auto")
-    if cfg.speed.keep_freed_memory not in (True, False, "auto"):
-        problems.append(f"speed.keep_freed_memory={cfg.speed.keep_freed_memory!r}; choose auto, true or false")
-    try:
-        cpu_device_count(cfg.speed.cpu_devices)
-    except ValueError as e:
-        problems.append(str(e))
+    for check, setting in ((cpu_device_count, cfg.speed.cpu_devices), (host_memory.check_setting, cfg.speed.keep_freed_memory)):
+        try:
+            check(setting)
+        except ValueError as e:
+            problems.append(str(e))
     if cfg.platform is not None and cfg.platform not in available_platforms():
         problems.append(f"platform={cfg.platform!r}; this machine's JAX has {', '.join(available_platforms())} "
                         "(or null: JAX's default)")

@@ -61,7 +61,7 @@ def configure_cpu_devices(setting) -> int:
 def configure_host(speed) -> int:
     """Before JAX starts: the CPU device count (speed.cpu_devices) and malloc's policy
     (speed.keep_freed_memory, training/host_memory.py). Returns the CPU device count in effect."""
-    keep_freed_memory(speed.get("keep_freed_memory", "auto"))
+    keep_freed_memory(speed.keep_freed_memory)
     return configure_cpu_devices(speed.cpu_devices)
 
 

@@ -47,13 +47,18 @@ def set_policy(name: str, libc=None) -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap) and libc.mallopt(M_TRIM_THRESHOLD, trim))
 
 
+def check_setting(setting) -> None:
+    """Refuse a speed.keep_freed_memory that is not auto, true or false (check_config reports it)."""
+    if setting not in (True, False, "auto"):
+        raise ValueError(f"speed.keep_freed_memory={setting!r}; choose auto, true or false")
+
+
 def keep_freed_memory(setting) -> bool:
     """speed.keep_freed_memory: auto/true keep freed memory in the heap where glibc allows it (true
     says so when it cannot); false leaves malloc as it is. Returns whether the policy is in effect."""
+    check_setting(setting)
     if setting is False:
         return False
-    if setting not in (True, "auto"):
-        raise ValueError(f"speed.keep_freed_memory={setting!r}; choose auto, true or false")
     applied = set_policy("keep")
     if not applied and setting is True:
         log.warning("speed.keep_freed_memory=true needs glibc's mallopt, which this platform lacks; malloc is unchanged")
