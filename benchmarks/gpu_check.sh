@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check, run on a lent GPU machine from the repository root:
-#   bash benchmarks/gpu_check.sh [section ...]     sections: train tests population greff devices throughput scan tutorial strings
-#   (default: train tests population greff throughput; OUT=<folder> for logs; data in .gpu_data/{mnist,fsdd})
+#   bash benchmarks/gpu_check.sh [section ...]     sections: train tests population greff devices throughput scan kernel tutorial strings
+#   (default: train tests population greff throughput scan kernel; OUT=<folder> for logs; data in .gpu_data/{mnist,fsdd})
 # It installs the pure-Python pieces the GPU image lacks from carried wheels (.whl/) first.
 set -u
 OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
@@ -10,7 +10,7 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:$PWD
 fi
-sections=${*:-train tests population greff throughput scan}
+sections=${*:-train tests population greff throughput scan kernel}
 run() { timeout 200 python3 train.py data_dir=.gpu_data wandb.mode=disabled "$@" 2>&1 | grep -E "odyssey\]|Error" | cut -c 27-; }
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -31,6 +31,9 @@ run() { timeout 200 python3 train.py data_dir=.gpu_data wandb.mode=disabled "$@"
     timeout 150 python3 -m benchmarks.throughput --shapes row pixel row512 --rounds 3 --no-flax ;;
   scan) echo "== long sequences: scan unroll x hand-written gradient (variants/fused.py) against cuDNN (issue 17)"
     timeout 300 python3 -m benchmarks.throughput --cells np v --shapes pixel row --unroll 1 8 32 --fused-gradient false true --rounds 3 --no-flax ;;
+  kernel) echo "== the Pallas time loop (variants/kernel.py, speed.kernel) compiled by Triton: equal to the scan, then against the scan and cuDNN (issue 17)"
+    timeout 240 python3 -m pytest tests/test_kernel.py -q -p no:cacheprovider 2>&1 | tail -4
+    timeout 300 python3 -m benchmarks.throughput --cells np v cifg gru --shapes pixel row --kernel false true --rounds 3 --no-flax ;;
   tutorial) for c in srn np gru; do echo "== tutorial: $c, 20 epochs"
     run cell=$c epochs=20 hydra.run.dir="$OUT/tutorial_$c" | grep -E "epoch (1|20) "; done ;;
   strings) echo "== fsdd_strings (CTC), v, 10 epochs"

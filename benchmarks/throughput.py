@@ -138,10 +138,10 @@ def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
     return run, compile_s
 
 
-def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype, fused, label) -> Entry:
+def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype, fused, label, kernel=False) -> Entry:
     """Odyssey's real training step, its batch split over the devices as train.py splits it."""
     model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
-                          unroll=unroll, hoist_projection=resolve_hoist(hoist), fused_gradient=fused,
+                          unroll=unroll, hoist_projection=resolve_hoist(hoist), fused_gradient=fused, kernel=kernel,
                           dtype=None if dtype == "float32" else jnp.dtype(dtype))
     run, compile_s = steps_loop(model, make_optimizer(Adam, 1e-3), T, D, B)
     return Entry(label, run, compile_s, train_flops_per_seq(cell, T, D, H), [])
@@ -242,9 +242,11 @@ def bench_shape(shape, cells, args, tdev, peak) -> list[str]:
     for cell in cells:
         for unroll in args.unroll:
             for fused in args.fused_gradient:
-                label = (f"odyssey {cell}" + (f" unroll={unroll}" if len(args.unroll) > 1 else "")
-                         + (f" fused={fused}" if len(args.fused_gradient) > 1 else ""))
-                entries[label] = odyssey_entry(cell, T, D, H, B, unroll, args.hoist, args.dtype, fused, label)
+                for kernel in args.kernel:
+                    label = (f"odyssey {cell}" + (f" unroll={unroll}" if len(args.unroll) > 1 else "")
+                             + (f" fused={fused}" if len(args.fused_gradient) > 1 else "")
+                             + (f" kernel={kernel}" if len(args.kernel) > 1 else ""))
+                    entries[label] = odyssey_entry(cell, T, D, H, B, unroll, args.hoist, args.dtype, fused, label, kernel)
     peers = sorted({PEER.get(c, "lstm") for c in cells})
     for kind in peers:
         if not args.no_flax:
@@ -284,6 +286,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hoist", default="auto", help="speed.hoist_projection: true, false or auto")
     p.add_argument("--fused-gradient", nargs="+", default=["false"], choices=["true", "false"],
                    help="speed.fused_gradient (variants/fused.py); several values time each cell with each")
+    p.add_argument("--kernel", nargs="+", default=["false"], choices=["true", "false"],
+                   help="speed.kernel (variants/kernel.py, the time loop in one Pallas kernel: for GPUs; off GPU it "
+                        "runs in Pallas' interpreter); several values time each cell with each")
     p.add_argument("--dtype", default="float32", help="speed.dtype, e.g. bfloat16")
     p.add_argument("--cpu-devices", default="auto", help="speed.cpu_devices: XLA CPU devices a batch is split over "
                    "(auto: one per core, train.py's default)")
@@ -301,6 +306,7 @@ def main(argv=None):
         args.cells, args.shapes, args.steps = ["np", "gru", "srn"], ["row"], args.steps or 10
     args.hoist = args.hoist if args.hoist == "auto" else args.hoist.lower() in ("1", "true", "yes")
     args.fused_gradient = [v == "true" for v in args.fused_gradient]
+    args.kernel = [v == "true" for v in args.kernel]
 
     cpu_devices = configure_cpu_devices(args.cpu_devices)  # before JAX starts
     keep_freed_memory("auto")  # train.py's default (speed.keep_freed_memory); the peers share the process
@@ -312,7 +318,7 @@ def main(argv=None):
     dev = jax.devices()[0]
     print(f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · JAX {jax.__version__} on "
           f"{dev.platform} ({dev.device_kind}) · {tnote} · XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    print(f"speed: unroll={args.unroll} hoist={args.hoist} fused_gradient={args.fused_gradient} dtype={args.dtype} cpu_devices={args.cpu_devices} "
+    print(f"speed: unroll={args.unroll} hoist={args.hoist} fused_gradient={args.fused_gradient} kernel={args.kernel} dtype={args.dtype} cpu_devices={args.cpu_devices} "
           f"({cpu_devices} in effect) · matmul peak {peak:.0f} GFLOP/s · "
           f"median of {args.rounds} rounds · load {os.getloadavg()[0]:.1f}\n")
     print("| shape | model | seq/s | vs PyTorch | vs Flax | vs Flax split | GFLOP/s | % peak | compile s |")

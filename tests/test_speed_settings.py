@@ -1,6 +1,7 @@
 """Speed settings change how fast a model trains, never what it computes.
 
-`speed.unroll`, `speed.hoist_projection`, `speed.fused_gradient`, `speed.keep_freed_memory` and the full-length shortcut of the scanned layer (no masking
+`speed.unroll`, `speed.hoist_projection`, `speed.fused_gradient`, `speed.kernel` (the Pallas time loop; on
+CPU in Pallas' interpreter, tests/test_kernel.py has the rest), `speed.keep_freed_memory` and the full-length shortcut of the scanned layer (no masking
 when no sequence of the batch is padded) must give the same outputs and gradients; `speed.dtype`
 bfloat16 computes the matmuls at lower precision and must stay close to float32.
 """
@@ -50,6 +51,7 @@ def test_unroll_and_hoisting_give_the_same_outputs_and_gradients(cell, padded, d
     reference = outputs_and_grads(cell, x, lengths, unroll=1, hoist_projection=False)
     for unroll, hoist, fused in [(2, False, False), (T, False, False), (1, True, False), (T, True, False), (2, False, True)]:
         assert_same(outputs_and_grads(cell, x, lengths, unroll=unroll, hoist_projection=hoist, fused_gradient=fused), reference, 1e-5)
+    assert_same(outputs_and_grads(cell, x, lengths, kernel=True), reference, 1e-5)
 
 
 @pytest.mark.parametrize("cell,fused", [("np", True), ("fgr", True), ("srn", True), ("gru", False)])
@@ -80,13 +82,14 @@ def test_bfloat16_matmuls_stay_close_to_float32(cell, data):
 
 
 def test_the_config_speed_settings_reach_the_model():
-    cfg = compose_config("speed.unroll=4", "speed.hoist_projection=true", "speed.dtype=bfloat16", "speed.fused_gradient=true")
+    cfg = compose_config("speed.unroll=4", "speed.hoist_projection=true", "speed.dtype=bfloat16", "speed.fused_gradient=true",
+                         "speed.kernel=true")
 
     class Task:
         output_size, readout = 10, "last"
 
     model = model_from_config(cfg, Task)
-    assert (model.unroll, model.hoist_projection, model.dtype, model.fused_gradient) == (4, True, jnp.bfloat16, True)
+    assert (model.unroll, model.hoist_projection, model.dtype, model.fused_gradient, model.kernel) == (4, True, jnp.bfloat16, True, True)
     assert resolve_hoist("auto") == (jax.default_backend() != "cpu")
 
 

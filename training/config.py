@@ -29,6 +29,7 @@ class SpeedSchema:
     unroll: int = MISSING
     hoist_projection: Any = MISSING  # true | false | auto
     fused_gradient: bool = MISSING
+    kernel: bool = MISSING
     dtype: str = MISSING
     cpu_devices: Any = MISSING  # auto | int >= 1
     keep_freed_memory: Any = MISSING  # auto | true | false

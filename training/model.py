@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import flax.linen as nn
@@ -9,6 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from variants import RecurrentStack, make_cell
+
+log = logging.getLogger(__name__)
 
 
 class SequenceModel(nn.Module):
@@ -26,6 +29,7 @@ class SequenceModel(nn.Module):
     unroll: int = 1
     hoist_projection: bool = False
     fused_gradient: bool = False
+    kernel: bool = False  # variants.kernel's Pallas time loop (speed.kernel)
     switches_as_data: bool = False  # a Greff variant as variants.SwitchedCell (a population of mixed variants)
     dtype: Any = None
 
@@ -38,6 +42,7 @@ class SequenceModel(nn.Module):
             lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype, self.kernel_init, self.recurrent_init,
                               self.switches_as_data),
             self.layers, self.bidirectional, self.dropout, self.unroll, self.hoist_projection, self.fused_gradient,
+            self.kernel,
         )
         outputs, last = stack(x, lengths, train, rows)
         features = last if self.readout == "last" else outputs  # [B, dirs·H] or [B, T, dirs·H]
@@ -55,7 +60,7 @@ def model_from_config(cfg, task, hidden: int | None = None, switches_as_data: bo
         switches={k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None}, forget_bias=cfg.cell.forget_bias,
         kernel_init=cfg.cell.kernel_init, recurrent_init=cfg.cell.recurrent_init,
         unroll=speed.unroll, hoist_projection=resolve_hoist(speed.hoist_projection),
-        fused_gradient=bool(speed.fused_gradient), switches_as_data=switches_as_data, dtype=dtype,
+        fused_gradient=bool(speed.fused_gradient), kernel=use_kernel(speed.kernel), switches_as_data=switches_as_data, dtype=dtype,
     )
 
 
@@ -64,6 +69,14 @@ def resolve_hoist(setting) -> bool:
     inside the step on CPU (XLA:CPU, benchmarks/throughput.py), hoisted before the scan elsewhere."""
     if setting == "auto":
         return jax.default_backend() != "cpu"
+    return bool(setting)
+
+
+def use_kernel(setting) -> bool:
+    """speed.kernel; off GPU the kernel runs in Pallas' interpreter, which is only for tests: say so."""
+    if setting and jax.default_backend() != "gpu":
+        log.warning("speed.kernel=true on %s runs Pallas' interpreter (variants/kernel.py): the same numbers, "
+                    "but far slower than the scan; it is meant for GPUs", jax.default_backend())
     return bool(setting)
 
 

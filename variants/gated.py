@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from variants.fused import LinearStep
+from variants.kernel import BlockStep
 from variants.protocol import Recurrence, matmul as _matmul
 
 Array = jax.Array
@@ -155,7 +156,10 @@ class GatedCell(nn.Module):
 
         def finish(p, pre, carry: LSTMCarry):
             """Everything after the recurrent matmuls: gates, peepholes, activations (elementwise)."""
-            pre = dict(zip(spec.blocks, jnp.split(pre, len(spec.blocks), axis=-1)))
+            return finish_blocks(p, dict(zip(spec.blocks, jnp.split(pre, len(spec.blocks), axis=-1))), carry)
+
+        def finish_blocks(p, pre: dict, carry: LSTMCarry):
+            """`finish` on the pre-activations as one [B, H] block per name of spec.blocks."""
             c_prev = carry.c
             z = g(pre["z"])
             i = jax.nn.sigmoid(pre["i"] + _peep(p, "i", c_prev)) if "i" in pre else 1.0
@@ -180,7 +184,18 @@ class GatedCell(nn.Module):
             step = LinearStep((R_all,), (0,), reads_output, finish, p, dtype)
         else:
             step = LinearStep((R_all, R_gates), (0, H), reads_output_and_gates, finish, p, dtype)
-        return Recurrence(project=project, step=step, linear=step)
+
+        def blocked_step(params, xw, state):
+            """The step on gate blocks (variants.kernel): one [B, H] × [H, H] matmul per block."""
+            (R_blocks, p), (c, y) = params, state
+            pre = {a: x + _matmul(y, R, dtype) for a, x, R in zip(spec.blocks, xw, R_blocks)}
+            new, out = finish_blocks(p, pre, LSTMCarry(c, y, None))
+            return (new.c, new.y), out
+
+        # FGR concatenates its gates into the carry, which a Triton kernel cannot do: it has no blocked step
+        blocked = None if spec.full_recurrence else BlockStep(
+            (tuple(jnp.split(R_all, len(spec.blocks), axis=1)), p), blocked_step, len(spec.blocks), _cell_state, _with_cell_state)
+        return Recurrence(project=project, step=step, linear=step, blocked=blocked)
 
     def __call__(self, carry, x):
         """The plain cell protocol: one time step, (carry, x_t) -> (carry, y_t)."""
@@ -194,6 +209,14 @@ def reads_output(carry: LSTMCarry):
 
 def reads_output_and_gates(carry: LSTMCarry):
     return (carry.y, carry.gates)
+
+
+def _cell_state(carry: LSTMCarry):
+    return carry.c, carry.y
+
+
+def _with_cell_state(state, carry: LSTMCarry) -> LSTMCarry:
+    return carry._replace(c=state[0], y=state[1])
 
 
 def _peep(p: dict, gate: str, c: Array):

@@ -11,11 +11,14 @@ r_t multiplies h_{t-1} before R_h, the step needs two matmuls: the fused [R_z R_
 
 from __future__ import annotations
 
+from functools import partial
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from variants.protocol import Recurrence, StateCell, matmul
+from variants.kernel import BlockStep
+from variants.protocol import Recurrence, StateCell, as_state, from_state, matmul
 
 
 class GRUCell(StateCell):
@@ -45,4 +48,15 @@ class GRUCell(StateCell):
             h = z * h_prev + (1.0 - z) * h_hat
             return h, h
 
-        return Recurrence(project, step)
+        blocked = BlockStep((R["z"], R["r"], R["h"]), partial(_blocked_step, dtype), 3, as_state, from_state)
+        return Recurrence(project, step, blocked=blocked)
+
+
+def _blocked_step(dtype, R, xw, state):
+    """The step on gate blocks (variants.kernel): the same equations, one matmul per block."""
+    (R_z, R_r, R_h), (xz, xr, xh), (h_prev,) = R, xw, state
+    z = jax.nn.sigmoid(xz + matmul(h_prev, R_z, dtype))
+    r = jax.nn.sigmoid(xr + matmul(h_prev, R_r, dtype))
+    h_hat = jnp.tanh(xh + matmul(r * h_prev, R_h, dtype))
+    h = z * h_prev + (1.0 - z) * h_hat
+    return (h,), h

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import logging
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from variants.fused import fused_scan
+from variants.kernel import kernel_scan
 
 Array = jax.Array
+log = logging.getLogger(__name__)
 
 
 def reverse_sequences(x: Array, lengths: Optional[Array]) -> Array:
@@ -48,6 +52,7 @@ class RNN(nn.Module):
     unroll: int = 1  # time steps per scan iteration (lax.scan's unroll)
     hoist_projection: bool = False  # True: W x + b for all steps in one matmul before the scan
     fused_gradient: bool = False  # True: variants.fused's scan (dR in one matmul after the loop) for cells with a LinearStep; implies hoisting
+    kernel: bool = False  # True: the whole time loop in one Pallas kernel (variants.kernel) for cells with a BlockStep; implies hoisting
 
     @nn.compact
     def __call__(self, x: Array, lengths: Optional[Array] = None, initial_carry=None):
@@ -56,11 +61,14 @@ class RNN(nn.Module):
         if self.reverse:
             x = reverse_sequences(x, lengths)
         xs = jnp.swapaxes(x, 0, 1)  # [T, B, D]
-        fused = self.fused_gradient and rec.linear is not None
-        if self.hoist_projection or fused:
+        kernel = self.kernel and rec.blocked is not None
+        if self.kernel and not kernel:
+            log.info("speed.kernel: %s has no blocked step (variants/kernel.py); it runs the scan", type(self.cell).__name__)
+        fused = self.fused_gradient and rec.linear is not None and not kernel
+        hoisted = self.hoist_projection or fused or kernel
+        if hoisted:
             xs = rec.project(xs)  # [T, B, G·H], one large matmul
         mask = None if lengths is None else jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
-        hoisted = self.hoist_projection or fused
 
         def body(carry, inputs):
             x_t, m_t = inputs
@@ -72,7 +80,9 @@ class RNN(nn.Module):
             return new_carry, y
 
         carry = self.cell.initialize_carry((B,)) if initial_carry is None else initial_carry
-        if fused:
+        if kernel:
+            carry, ys = kernel_scan(rec.blocked, carry, xs, mask)
+        elif fused:
             carry, ys = fused_scan(rec.linear, carry, xs, mask, self.unroll)
         else:
             carry, ys = jax.lax.scan(body, carry, (xs, mask), unroll=self.unroll)
@@ -105,6 +115,7 @@ class RecurrentStack(nn.Module):
     unroll: int = 1
     hoist_projection: bool = False
     fused_gradient: bool = False
+    kernel: bool = False
 
     @nn.compact
     def __call__(self, x: Array, lengths: Optional[Array] = None, train: bool = False, rows: Optional[Array] = None):
@@ -119,7 +130,7 @@ class RecurrentStack(nn.Module):
                 # A module built inside a compact method belongs to that method's module; unbind the cell
                 # (parent=None) so that its RNN adopts it and the parameters read layer0_forward/cell/...
                 cell = self.make_cell().clone(parent=None, name=None)
-                rnn = RNN(cell, reverse, self.unroll, self.hoist_projection, self.fused_gradient, name=name)
+                rnn = RNN(cell, reverse, self.unroll, self.hoist_projection, self.fused_gradient, self.kernel, name=name)
                 _, ys = rnn(x, lengths)
                 outs.append(ys)
                 lasts.append(last_outputs(ys, lengths, reverse))

@@ -26,6 +26,7 @@ class Recurrence(NamedTuple):
     project: Callable[[jax.Array], jax.Array]
     step: Callable[[Any, jax.Array], tuple[Any, jax.Array]]
     linear: Any = None  # the step as a variants.fused.LinearStep, when it has that form (fused-gradient scan)
+    blocked: Any = None  # the step as a variants.kernel.BlockStep, when the cell has one (the Pallas time loop)
 
 
 class StateCell(nn.Module):
@@ -61,3 +62,12 @@ def matmul(a: jax.Array, w: jax.Array, dtype=None) -> jax.Array:
     else:
         out = (a.astype(dtype) @ w.astype(dtype)).astype(jnp.float32)
     return out.reshape(lead + (w.shape[-1],))
+
+
+def as_state(h: jax.Array) -> tuple[jax.Array]:
+    """A one-vector carry as the state tuple of variants.kernel.BlockStep."""
+    return (h,)
+
+
+def from_state(state: tuple[jax.Array], h: jax.Array) -> jax.Array:
+    return state[0]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from variants.fused import LinearStep
-from variants.protocol import Recurrence, StateCell, matmul
+from variants.kernel import BlockStep
+from variants.protocol import Recurrence, StateCell, as_state, from_state, matmul
 
 
 class SimpleCell(StateCell):
@@ -24,7 +27,8 @@ class SimpleCell(StateCell):
             return matmul(x, W, dtype) + b
 
         step = LinearStep((R,), (0,), _reads_state, _finish, (), dtype)  # y = tanh(xw + y_prev R)
-        return Recurrence(project, step, linear=step)
+        blocked = BlockStep(R, partial(_blocked_step, dtype), 1, as_state, from_state)
+        return Recurrence(project, step, linear=step, blocked=blocked)
 
 
 def _reads_state(y_prev):
@@ -34,3 +38,8 @@ def _reads_state(y_prev):
 def _finish(small, pre, y_prev):
     y = jnp.tanh(pre)
     return y, y
+
+
+def _blocked_step(dtype, R, xw, state):
+    y = jnp.tanh(xw[0] + matmul(state[0], R, dtype))
+    return (y,), y
