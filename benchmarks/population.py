@@ -164,7 +164,7 @@ def main(argv=None):
     if len(args.cell) > 1:
         raise SystemExit("--cell takes one cell unless --greff is given")
     args.cell = args.cell[0]
-    configure_cpu_devices(int(args.cpu_devices) if args.cpu_devices.isdigit() else args.cpu_devices)  # before JAX starts
+    configure_cpu_devices(args.cpu_devices)  # before JAX starts
     dev = jax.devices()[0]
     print(f"# population throughput: {args.cell}, H={args.hidden}, batch {args.batch}, row MNIST (T=28, D=28); "
           f"{dev.platform} {dev.device_kind} x{jax.device_count()}, jax {jax.__version__}, strategy {args.strategy}")

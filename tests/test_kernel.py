@@ -78,7 +78,7 @@ def test_the_kernel_really_runs_and_fgr_falls_back_to_the_scan_with_a_log_line(n
     x = jnp.ones((2, T, D))
     model = SequenceModel(cell=name, hidden=H, output_size=2, kernel=True)
     params = model.init(jax.random.key(0), x)
-    with caplog.at_level(logging.INFO, logger="variants.layer"):
+    with caplog.at_level(logging.INFO, logger="odyssey"):
         jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: jnp.sum(model.apply(p, x))))(params))
     assert (jaxpr.count("pallas_call") == 2) == runs_kernel  # the forward kernel and the backward kernel
     assert ("has no blocked step" in caplog.text) == (not runs_kernel)

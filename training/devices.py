@@ -32,9 +32,11 @@ def available_cores() -> int:
 
 
 def cpu_device_count(setting) -> int:
-    """The count `speed.cpu_devices` asks for: "auto" is one per available core."""
+    """The count `speed.cpu_devices` asks for: "auto" is one per available core (a command line's "2" is 2)."""
     if setting in (None, "auto"):
         return available_cores()
+    if isinstance(setting, str) and setting.isdigit():
+        setting = int(setting)
     if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
         return setting
     raise ValueError(f"speed.cpu_devices={setting!r}; choose auto (one per core) or a whole number >= 1")

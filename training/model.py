@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from variants import RecurrentStack, make_cell
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("odyssey")
 
 
 class SequenceModel(nn.Module):

@@ -22,7 +22,6 @@ tests compare it with the scan (values and gradients to 1e-5) on CPU.
 
 from __future__ import annotations
 
-import logging
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
@@ -31,7 +30,6 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 Array = jax.Array
-log = logging.getLogger(__name__)
 
 BLOCK = 16  # batch rows per program: Triton's matmul needs at least 16 rows (powers of two only)
 

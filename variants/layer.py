@@ -20,7 +20,7 @@ from variants.fused import fused_scan
 from variants.kernel import kernel_scan
 
 Array = jax.Array
-log = logging.getLogger(__name__)
+log = logging.getLogger("odyssey")
 
 
 def reverse_sequences(x: Array, lengths: Optional[Array]) -> Array:
