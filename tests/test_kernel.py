@@ -14,7 +14,7 @@ import pytest
 
 from training.model import SequenceModel
 from variants import make_cell
-from variants.kernel import kernel_scan
+from variants.kernel import kernel_scan, kernel_width
 
 T, D, H = 6, 3, 8
 
@@ -60,6 +60,17 @@ def test_the_kernel_gives_the_scans_values_and_gradients_over_several_programs_a
     cell, params = cell_and_params(name, batch=B)
     xs = jnp.asarray(np.random.default_rng(1).normal(size=(T, B, D)), jnp.float32)
     mask = jnp.arange(T)[:, None] < jnp.array([T, 2, 4, 1, T])[None, :]
+    assert_same(scan_or_kernel(cell, params, xs, mask, kernel=True), scan_or_kernel(cell, params, xs, mask, kernel=False))
+
+
+@pytest.mark.parametrize("name", ["np", "gru"])
+def test_a_width_triton_cannot_take_runs_zero_padded_to_one_it_can_with_the_same_numbers(name):
+    """20 units (Greff's search draws 20-200) run as 32: the padded units stay zero and change nothing."""
+    assert [kernel_width(h) for h in (8, 16, 20, 128, 200)] == [16, 16, 32, 128, 256]
+    B = 3
+    cell, params = cell_and_params(name, hidden=20, batch=B)
+    xs = jnp.asarray(np.random.default_rng(3).normal(size=(T, B, D)), jnp.float32)
+    mask = jnp.arange(T)[:, None] < jnp.array([T, 3, 5])[None, :]
     assert_same(scan_or_kernel(cell, params, xs, mask, kernel=True), scan_or_kernel(cell, params, xs, mask, kernel=False))
 
 

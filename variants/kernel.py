@@ -48,16 +48,30 @@ def kernel_scan(step: BlockStep, carry0, xw: Array, mask: Array | None, block: i
                 interpret: bool | None = None):
     """Run `step` over xw [T, B, G·H] (mask [T, B] or None: padded steps keep the state and output zero):
     (final carry, ys [T, B, H]), as `jax.lax.scan` over the cell's step would return."""
-    T, B, _ = xw.shape
+    T, B, GH = xw.shape
+    G = step.blocks
+    H, Hp = GH // G, kernel_width(GH // G)
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
-    pad = -B % block
-    state0 = tuple(step.state_of(carry0))
-    padded = lambda a: jnp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pad), (0, 0)]) if pad else a  # rows: axis -2
-    m = None if mask is None else padded(mask.astype(jnp.float32)[..., None])
-    config = _Config(step.apply, step.blocks, block, interpret, jax.tree.structure(step.params))
-    ys, state = _scan(config, jax.tree.leaves(step.params), tuple(map(padded, state0)), padded(xw), m)
-    return step.carry_of(tuple(s[:B] for s in state), carry0), ys[:, :B]
+    rows = -B % block
+
+    def padded(a, units=True):  # [..., B, H] -> [..., B + rows, Hp]: zero rows and zero units
+        return jnp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, rows), (0, Hp - H if units else 0)])
+
+    # A zero-padded unit stays zero (its block input, cell and output are 0 for zero weights and input),
+    # and its weights are zero, so the real units compute exactly what they compute unpadded.
+    xw = jnp.pad(xw.reshape(T, B, G, H), [(0, 0), (0, rows), (0, 0), (0, Hp - H)]).reshape(T, B + rows, G * Hp)
+    params = [jnp.pad(p, [(0, Hp - H if d == H else 0) for d in p.shape]) for p in jax.tree.leaves(step.params)]
+    m = None if mask is None else padded(mask.astype(jnp.float32)[..., None], units=False)
+    config = _Config(step.apply, G, block, interpret, jax.tree.structure(step.params))
+    ys, state = _scan(config, params, tuple(map(padded, step.state_of(carry0))), xw, m)
+    return step.carry_of(tuple(s[:B, :H] for s in state), carry0), ys[:, :B, :H]
+
+
+def kernel_width(hidden: int) -> int:
+    """The units the kernel computes: Triton's tensors have power-of-two sizes and its matmuls at least 16
+    rows and columns, so a layer of 20-200 units (Greff's search) runs zero-padded to 32-256."""
+    return max(16, 1 << (hidden - 1).bit_length())
 
 
 class _Config(NamedTuple):
