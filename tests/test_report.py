@@ -127,6 +127,28 @@ def test_importance_analyses_only_what_varies_and_skips_too_few_trials():
     assert shares is None and why == "5 trials"
 
 
+def test_the_fewest_trials_analysed_still_give_a_forest_that_splits():
+    """MIN_TRIALS trials (Greff's 10 draws per variant): a bootstrap holds ~6 distinct of them, so leaves of
+    at least 5 never allow a split and the forest predicts a constant; the leaf size must follow n."""
+    lrs, hiddens, noises, rng = random_space(evidence.MIN_TRIALS)
+    values = np.log10(lrs) + 0.01 * rng.normal(size=evidence.MIN_TRIALS)
+    shares, why = evidence.importance(trials_from(values, lrs, hiddens, noises))
+    assert why == "" and max(shares, key=shares.get) == "lr"
+    assert [evidence.leaf_size(n) for n in (10, 20, 49, 50, 90, 2000)] == [1, 2, 4, 5, 5, 10]
+
+
+def test_the_importances_do_not_hang_on_the_forests_seed():
+    """A study's fANOVA shares are evidence, so the forest's seed may move them by a point or two, not ten
+    (32 trees moved lr by 12 points on docs/studies/greff_jsb's 90 trials)."""
+    lrs, hiddens, noises, rng = random_space(90)
+    values = -(np.log10(lrs) + 4) ** 2 + 3 * noises + 2 * rng.normal(size=90)  # noisy: 32 trees spread lr by 8 points
+    trials = trials_from(values, lrs, hiddens, noises)
+    runs = [evidence.importance(trials, seed=seed)[0] for seed in range(4)]
+    for key in runs[0]:
+        spread = max(r[key] for r in runs) - min(r[key] for r in runs)
+        assert spread < 0.03, (key, [round(r[key], 3) for r in runs])
+
+
 def test_welch_finds_the_shifted_variant_and_not_the_one_drawn_alike():
     rng = np.random.default_rng(0)
     groups = {"v": rng.normal(0.9, 0.02, 40), "nig": rng.normal(0.88, 0.02, 40), "np": rng.normal(0.9, 0.02, 40)}
