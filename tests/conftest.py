@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -18,6 +20,29 @@ SHARED_DATA = Path(os.environ.get("ODYSSEY_DATA_DIR") or ROOT.parent / "shared" 
 
 TINY = ["task=adding", "task.length=6", "task.train_size=64", "task.valid_size=32", "task.test_size=32",
         "hidden=8", "epochs=1", "batch_size=16", "eval_batch_size=32", "wandb.mode=disabled"]
+
+
+# The session's processes (train.py runs, multiruns, their workers) compile the same small programs over and
+# over; JAX's persistent compilation cache, one per test session, lets each compile only once (train.py
+# task=adding epochs=3: 31-32 s without it, 24-25 s with it warm). A cached program is the same executable,
+# so numbers do not change. Tests that read XLA's dumps run without it (a cache hit compiles nothing).
+CACHE = "JAX_COMPILATION_CACHE_DIR"
+
+
+def pytest_configure(config):
+    if CACHE not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ[CACHE] = config._odyssey_cache = tempfile.mkdtemp(prefix="odyssey-test-jax-cache-")
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # default 1 s: the tests' programs are smaller
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_odyssey_cache", None):
+        shutil.rmtree(config._odyssey_cache, ignore_errors=True)
+
+
+def without_compile_cache(env: dict) -> dict:
+    """A subprocess environment in which every program is compiled (and dumped, with --xla_dump_to)."""
+    return {k: v for k, v in env.items() if k not in (CACHE, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
 
 
 @pytest.fixture(autouse=True)

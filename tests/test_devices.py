@@ -12,7 +12,7 @@ import textwrap
 import jax
 import pytest
 
-from conftest import ROOT, compose_config
+from conftest import ROOT, compose_config, without_compile_cache
 from training import train
 from training.devices import available_cores, configure_cpu_devices
 from training.population import train_population
@@ -46,7 +46,7 @@ FOUR_DEVICES = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def four_device_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("four")
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_dump_to={out / 'xla'}")  # every compiled program
+    env = without_compile_cache(dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_dump_to={out / 'xla'}"))  # every compiled program
     proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1800)  # ~3 min idle; >10 min on a loaded 2-core CI box
     assert proc.returncode == 0, proc.stderr[-3000:]
