@@ -35,7 +35,12 @@ BLOCK = 16  # batch rows per program: Triton's matmul needs at least 16 rows (po
 
 
 class BlockStep(NamedTuple):
-    """A recurrent step in the form the kernel runs (module doc)."""
+    """A recurrent step in the form the kernel runs (module doc).
+
+    The kernel may pad the units (`kernel_width`), so `apply` must keep a unit whose state, input and
+    weights are zero at zero (true of every gated switch, the GRU and the SRN), and every axis of size H
+    of `params` must be an axis of units.
+    """
 
     params: Any  # pytree of the arrays the step reads: recurrent matrices, peepholes
     apply: Callable  # (params, xw blocks: tuple of G [B, H], state: tuple of [B, H]) -> (state, y [B, H]); pure
