@@ -26,23 +26,25 @@ TINY = ["task=adding", "task.length=6", "task.train_size=64", "task.valid_size=3
 # over; JAX's persistent compilation cache, one per test session, lets each compile only once (train.py
 # task=adding epochs=3: 31-32 s without it, 24-25 s with it warm). A cached program is the same executable,
 # so numbers do not change. Tests that read XLA's dumps run without it (a cache hit compiles nothing).
-CACHE = "JAX_COMPILATION_CACHE_DIR"
+CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
+_session_cache: list[str] = []  # the folder this session made (the controller's; workers inherit the variables)
 
 
 def pytest_configure(config):
-    if CACHE not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
-        os.environ[CACHE] = config._odyssey_cache = tempfile.mkdtemp(prefix="odyssey-test-jax-cache-")
-        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # default 1 s: the tests' programs are smaller
+    if CACHE_VARIABLES[0] not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+        _session_cache.append(tempfile.mkdtemp(prefix="odyssey-test-jax-cache-"))
+        os.environ[CACHE_VARIABLES[0]] = _session_cache[0]
+        os.environ[CACHE_VARIABLES[1]] = "0"  # default 1 s: the tests' programs are smaller
 
 
 def pytest_unconfigure(config):
-    if getattr(config, "_odyssey_cache", None):
-        shutil.rmtree(config._odyssey_cache, ignore_errors=True)
+    for folder in _session_cache:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def without_compile_cache(env: dict) -> dict:
     """A subprocess environment in which every program is compiled (and dumped, with --xla_dump_to)."""
-    return {k: v for k, v in env.items() if k not in (CACHE, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
+    return {k: v for k, v in env.items() if k not in CACHE_VARIABLES}
 
 
 @pytest.fixture(autouse=True)

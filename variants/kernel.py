@@ -110,12 +110,20 @@ def _scan_bwd(config, residuals, cotangents):
 _scan.defvjp(_scan_fwd, _scan_bwd)
 
 
-def _specs(config, T, B, H, params, n_state, with_mask):
-    """BlockSpecs of the inputs both kernels share: xw, mask, state0, params (whole, in every program)."""
-    rows = lambda width: pl.BlockSpec((config.block, width), lambda i: (i, 0))
-    steps = lambda width: pl.BlockSpec((T, config.block, width), lambda i: (0, i, 0))
-    whole = [pl.BlockSpec(p.shape, partial(_origin, p.ndim)) for p in params]
-    return steps(config.blocks * H), [steps(1)] if with_mask else [], [rows(H)] * n_state, whole, rows, steps
+def _rows(config, width):
+    """The program's rows of a [B, width] array."""
+    return pl.BlockSpec((config.block, width), lambda i: (i, 0))
+
+
+def _steps(config, T, width):
+    """The program's rows of a [T, B, width] array, every step."""
+    return pl.BlockSpec((T, config.block, width), lambda i: (0, i, 0))
+
+
+def _inputs(config, T, H, params, n_state, with_mask):
+    """BlockSpecs of the inputs both kernels start with: xw, mask, state0, params (whole, in every program)."""
+    return ([_steps(config, T, config.blocks * H)] + [_steps(config, T, 1)] * with_mask + [_rows(config, H)] * n_state
+            + [pl.BlockSpec(p.shape, partial(_origin, p.ndim)) for p in params])
 
 
 def _origin(ndim, i):
@@ -134,12 +142,11 @@ def _call(kernel, config, grid, in_specs, out_specs, out_shape, *args):
 def _forward(config, params, state0, xw, mask, save):
     T, B, GH = xw.shape
     H, n_state, n_params, with_mask = GH // config.blocks, len(state0), len(params), mask is not None
-    xw_spec, mask_spec, state_specs, param_specs, rows, steps = _specs(config, T, B, H, params, n_state, with_mask)
     per_step = jax.ShapeDtypeStruct((T, B, H), jnp.float32)
     per_row = jax.ShapeDtypeStruct((B, H), jnp.float32)
     n_history = n_state if save else 0
     out_shape = [per_step] + [per_step] * n_history + [per_row] * n_state
-    out_specs = [steps(H)] + [steps(H)] * n_history + [rows(H)] * n_state
+    out_specs = [_steps(config, T, H)] * (1 + n_history) + [_rows(config, H)] * n_state
 
     def kernel(*refs):
         xw_ref, refs = refs[0], refs[1:]
@@ -147,7 +154,7 @@ def _forward(config, params, state0, xw, mask, save):
         state_refs, param_refs, refs = refs[:n_state], refs[n_state:n_state + n_params], refs[n_state + n_params:]
         ys_ref, history_refs, final_refs = refs[0], refs[1:1 + n_history], refs[1 + n_history:]
 
-        def body(t, state):
+        def body(t, state):  # parameters are loaded at every step: Triton keeps them in L2, not in registers
             params = config.treedef.unflatten([r[...] for r in param_refs])
             state, y = _step(config, params, _blocks(xw_ref, t, H, config.blocks), state, mask_ref, t)
             ys_ref[t] = y
@@ -159,7 +166,7 @@ def _forward(config, params, state0, xw, mask, save):
         for r, s in zip(final_refs, state):
             r[...] = s
 
-    outs = _call(kernel, config, (B // config.block,), [xw_spec, *mask_spec, *state_specs, *param_specs], out_specs,
+    outs = _call(kernel, config, (B // config.block,), _inputs(config, T, H, params, n_state, with_mask), out_specs,
                  out_shape, xw, *([mask] if with_mask else []), *state0, *params)
     return outs[0], tuple(outs[1 + n_history:]), tuple(outs[1:1 + n_history])
 
@@ -168,12 +175,11 @@ def _backward(config, params, state0, xw, mask, history, d_ys, d_state):
     T, B, GH = xw.shape
     H, n_state, n_params, with_mask = GH // config.blocks, len(state0), len(params), mask is not None
     programs = B // config.block
-    xw_spec, mask_spec, state_specs, param_specs, rows, steps = _specs(config, T, B, H, params, n_state, with_mask)
     # each program sums its rows' parameter gradients into its own slot [programs, *shape]; added below
     slot_specs = [pl.BlockSpec((None,) + p.shape, partial(_slot, p.ndim)) for p in params]
     out_shape = ([jax.ShapeDtypeStruct(xw.shape, jnp.float32)] + [jax.ShapeDtypeStruct((B, H), jnp.float32)] * n_state
                  + [jax.ShapeDtypeStruct((programs,) + p.shape, jnp.float32) for p in params])
-    out_specs = [xw_spec] + [rows(H)] * n_state + slot_specs
+    out_specs = [_steps(config, T, GH)] + [_rows(config, H)] * n_state + slot_specs
 
     def kernel(*refs):
         xw_ref, refs = refs[0], refs[1:]
@@ -205,8 +211,8 @@ def _backward(config, params, state0, xw, mask, history, d_ys, d_state):
         for r, d in zip(d_state0_refs, d_state0):
             r[...] = d
 
-    outs = _call(kernel, config, (programs,), [xw_spec, *mask_spec, *state_specs, *param_specs, *[steps(H)] * n_state,
-                                               steps(H), *[rows(H)] * n_state], out_specs, out_shape,
+    in_specs = _inputs(config, T, H, params, n_state, with_mask) + [_steps(config, T, H)] * (n_state + 1) + [_rows(config, H)] * n_state
+    outs = _call(kernel, config, (programs,), in_specs, out_specs, out_shape,
                  xw, *([mask] if with_mask else []), *state0, *params, *history, d_ys, *d_state)
     d_params = [slots.sum(axis=0) for slots in outs[1 + n_state:]]
     return d_params, tuple(outs[1:1 + n_state]), outs[0]

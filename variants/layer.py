@@ -8,9 +8,8 @@ without padding (training.steps decides per batch, on the host: `is_padded`).
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 import logging
+from typing import Callable, Optional
 
 import flax.linen as nn
 import jax
