@@ -37,7 +37,8 @@ import numpy as np
 
 from tasks import task_from_conf
 from training.devices import Placement, configure_cpu_devices
-from training.model import SequenceModel, resolve_hoist
+from training import speed_rules
+from training.model import SequenceModel
 from training.optim import make_optimizer
 from training.population import over_trials, stack
 from training.split import make_steps
@@ -47,7 +48,9 @@ from training.steps import make_train_step
 def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str):
     """The population's jitted train step and stacked state; K=None: a lone run's step and state."""
     task = task_from_conf("mnist")
-    model = SequenceModel(cell=cell, hidden=hidden, output_size=10, hoist_projection=resolve_hoist("auto"))
+    backend = jax.default_backend()  # train.py's speed paths, as "auto" picks them (training/speed_rules.py)
+    model = SequenceModel(cell=cell, hidden=hidden, output_size=10, unroll=speed_rules.unroll("auto", backend, cell, hidden),
+                          hoist_projection=speed_rules.hoist_projection("auto", backend))
 
     class Adam:  # the optimizer config train.py would pass
         name, b1, b2, eps = "adam", 0.9, 0.999, 1e-8

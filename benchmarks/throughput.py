@@ -55,7 +55,8 @@ import optax
 from tasks import task_from_conf
 from training.devices import Placement, configure_cpu_devices
 from training.host_memory import keep_freed_memory
-from training.model import SequenceModel, resolve_hoist
+from training import speed_rules
+from training.model import SequenceModel
 from training.optim import make_optimizer
 from training.split import make_steps
 
@@ -139,9 +140,13 @@ def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
 
 
 def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype, fused, label, kernel=False) -> Entry:
-    """Odyssey's real training step, its batch split over the devices as train.py splits it."""
+    """Odyssey's real training step, its batch split over the devices as train.py splits it; "auto" settings
+    resolve as train.py resolves them (training/speed_rules.py)."""
+    backend = jax.default_backend()
     model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
-                          unroll=unroll, hoist_projection=resolve_hoist(hoist), fused_gradient=fused, kernel=kernel,
+                          unroll=speed_rules.unroll(unroll, backend, cell, H),
+                          hoist_projection=speed_rules.hoist_projection(hoist, backend),
+                          fused_gradient=speed_rules.fused_gradient(fused, backend), kernel=speed_rules.kernel(kernel, backend),
                           dtype=None if dtype == "float32" else jnp.dtype(dtype))
     run, compile_s = steps_loop(model, make_optimizer(Adam, 1e-3), T, D, B)
     return Entry(label, run, compile_s, train_flops_per_seq(cell, T, D, H), [])
@@ -274,6 +279,17 @@ def bench_shape(shape, cells, args, tdev, peak) -> list[str]:
     return rows
 
 
+SETTING = {"auto": "auto", "true": True, "false": False}
+
+
+def unroll_setting(text: str):
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: give auto or a whole number >= 1")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line (tests/test_readme.py parses every command the docs quote with it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -281,12 +297,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--steps", type=int, default=None, help="timed steps per entry and round (default: per shape)")
     p.add_argument("--rounds", type=int, default=3, help="timing rounds; the table shows the median")
-    p.add_argument("--unroll", type=int, nargs="+", default=[1], help="speed.unroll (conf/config.yaml's default: 1); "
-                   "several values time each cell with each")
+    p.add_argument("--unroll", type=unroll_setting, nargs="+", default=["auto"], help="speed.unroll: auto (conf/config.yaml's "
+                   "default, training/speed_rules.py) or a whole number; several values time each cell with each")
     p.add_argument("--hoist", default="auto", help="speed.hoist_projection: true, false or auto")
-    p.add_argument("--fused-gradient", nargs="+", default=["false"], choices=["true", "false"],
+    p.add_argument("--fused-gradient", nargs="+", default=["auto"], choices=["auto", "true", "false"],
                    help="speed.fused_gradient (variants/fused.py); several values time each cell with each")
-    p.add_argument("--kernel", nargs="+", default=["false"], choices=["true", "false"],
+    p.add_argument("--kernel", nargs="+", default=["auto"], choices=["auto", "true", "false"],
                    help="speed.kernel (variants/kernel.py, the time loop in one Pallas kernel: for GPUs; off GPU it "
                         "runs in Pallas' interpreter); several values time each cell with each")
     p.add_argument("--dtype", default="float32", help="speed.dtype, e.g. bfloat16")
@@ -305,8 +321,8 @@ def main(argv=None):
     if args.quick:
         args.cells, args.shapes, args.steps = ["np", "gru", "srn"], ["row"], args.steps or 10
     args.hoist = args.hoist if args.hoist == "auto" else args.hoist.lower() in ("1", "true", "yes")
-    args.fused_gradient = [v == "true" for v in args.fused_gradient]
-    args.kernel = [v == "true" for v in args.kernel]
+    args.fused_gradient = [SETTING[v] for v in args.fused_gradient]
+    args.kernel = [SETTING[v] for v in args.kernel]
 
     cpu_devices = configure_cpu_devices(args.cpu_devices)  # before JAX starts
     keep_freed_memory("auto")  # train.py's default (speed.keep_freed_memory); the peers share the process

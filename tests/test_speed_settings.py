@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
-from training import host_memory
-from training.model import SequenceModel, model_from_config, resolve_hoist
+from training import host_memory, speed_rules
+from training.model import SequenceModel, model_from_config, paths_of
 
 T, D, H, B = 5, 3, 8, 4
 CELLS = ["np", "gru", "srn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("v", "cifg", "fgr"))]
@@ -81,16 +81,27 @@ def test_bfloat16_matmuls_stay_close_to_float32(cell, data):
     assert_same((out16, grads16), (out32, grads32), 5e-2)
 
 
+class Task:  # what model_from_config reads of a task
+    output_size, readout = 10, "last"
+
+
 def test_the_config_speed_settings_reach_the_model():
     cfg = compose_config("speed.unroll=4", "speed.hoist_projection=true", "speed.dtype=bfloat16", "speed.fused_gradient=true",
                          "speed.kernel=true")
-
-    class Task:
-        output_size, readout = 10, "last"
-
     model = model_from_config(cfg, Task)
     assert (model.unroll, model.hoist_projection, model.dtype, model.fused_gradient, model.kernel) == (4, True, jnp.bfloat16, True, True)
-    assert resolve_hoist("auto") == (jax.default_backend() != "cpu")
+
+
+@pytest.mark.parametrize("cell,hidden,cpu_unroll", [("srn", 128, 2), ("srn", 512, 1), ("np", 128, 1), ("gru", 64, 1)])
+def test_auto_picks_the_paths_measured_fastest_on_each_backend(cell, hidden, cpu_unroll):
+    """training/speed_rules.py: on CPU unrolling slows every gated cell and only the SRN (up to 128 units)
+    gains at 2, the projection stays in each step, the fused gradient and the kernel stay off; on GPU the
+    projection is hoisted and the rest waits for benchmarks/gpu_check.sh."""
+    cfg = compose_config(f"cell={cell}", f"hidden={hidden}")  # conf/config.yaml: every path auto
+    off = {"fused_gradient": False, "kernel": False}
+    assert speed_rules.chosen(cfg.speed, "cpu", cell, hidden) == {"unroll": cpu_unroll, "hoist_projection": False, **off}
+    assert speed_rules.chosen(cfg.speed, "gpu", cell, hidden) == {"unroll": 1, "hoist_projection": True, **off}
+    assert paths_of(model_from_config(cfg, Task)) == speed_rules.chosen(cfg.speed, jax.default_backend(), cell, hidden)
 
 
 def test_keeping_freed_memory_changes_no_number():

@@ -26,10 +26,10 @@ class WandbSchema:
 
 @dataclass
 class SpeedSchema:
-    unroll: int = MISSING
+    unroll: Any = MISSING  # auto | int >= 1 (training/speed_rules.py)
     hoist_projection: Any = MISSING  # true | false | auto
-    fused_gradient: bool = MISSING
-    kernel: bool = MISSING
+    fused_gradient: Any = MISSING  # true | false | auto
+    kernel: Any = MISSING  # true | false | auto
     dtype: str = MISSING
     cpu_devices: Any = MISSING  # auto | int >= 1
     keep_freed_memory: Any = MISSING  # auto | true | false
@@ -185,7 +185,7 @@ def available_platforms() -> list[str]:
 
 def check_config(cfg) -> None:
     """Refuse values the types allow but training cannot use, naming what is accepted."""
-    from training import host_memory
+    from training import host_memory, speed_rules
     from training.devices import cpu_device_count
     from training.tracking import MODES
     from variants import CELLS, INITIALIZERS
@@ -210,14 +210,11 @@ def check_config(cfg) -> None:
             problems.append(f"{key} must be a whole number >= 1, or null (off), got {cfg[key]}")
     if cfg.grad_clip is not None and not 0 < cfg.grad_clip < float("inf"):
         problems.append(f"grad_clip is a global norm and must be > 0, or null (no clipping), got {cfg.grad_clip}")
-    if cfg.speed.unroll < 1:
-        problems.append(f"speed.unroll must be a whole number >= 1 (time steps per scan iteration), got {cfg.speed.unroll}")
+    problems += speed_rules.check(cfg.speed)
     if cfg.speed.dtype not in ("float32", "bfloat16", "float16"):
         problems.append(f"speed.dtype={cfg.speed.dtype!r}; choose float32, bfloat16 or float16")
     if cfg.wandb.mode not in MODES:
         problems.append(f"wandb.mode={cfg.wandb.mode!r}; choose one of {', '.join(MODES)}")
-    if cfg.speed.hoist_projection not in (True, False, "auto"):
-        problems.append(f"speed.hoist_projection={cfg.speed.hoist_projection!r}; choose true, false or auto")
     for check, setting in ((cpu_device_count, cfg.speed.cpu_devices), (host_memory.check_setting, cfg.speed.keep_freed_memory)):
         try:
             check(setting)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task
 from training.devices import Placement
-from training.model import count_params, model_from_config
+from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
 from training.run import begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.split import make_steps
@@ -52,7 +52,7 @@ def fit(run) -> None:
     devices = Placement.for_sizes(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform).devices
     run_steps = make_steps(model, task, tx, devices)  # each batch split over the devices
     state = restore_latest(run, run_steps.place({"params": params, "opt_state": tx.init(params)}))
-    run.result.update(device_count=run_steps.count, num_params=count_params(state["params"]),
+    run.result.update(device_count=run_steps.count, num_params=count_params(state["params"]), speed_paths=paths_of(model),
                       objective=dict(zip(("name", "mode"), task.objective)))
     engine = LoneSteps(cfg, task, splits, run_steps, state, step_key, steps, run.meta["step"])
     run_epochs([run], engine, task.objective, steps * cfg.batch_size)

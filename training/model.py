@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from training import speed_rules
 from variants import RecurrentStack, make_cell
 
 log = logging.getLogger("odyssey")
@@ -54,30 +55,30 @@ def model_from_config(cfg, task, hidden: int | None = None, switches_as_data: bo
     `switches_as_data` makes a Greff variant's cell the superset of every variant (a population mixes them)."""
     speed = cfg.speed
     dtype = None if speed.dtype in (None, "float32") else jnp.dtype(speed.dtype)
+    paths = speed_paths(cfg, hidden)
     return SequenceModel(
         cell=cfg.cell.name, hidden=hidden or cfg.hidden, output_size=task.output_size, readout=task.readout,
         layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout,
         switches={k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None}, forget_bias=cfg.cell.forget_bias,
         kernel_init=cfg.cell.kernel_init, recurrent_init=cfg.cell.recurrent_init,
-        unroll=speed.unroll, hoist_projection=resolve_hoist(speed.hoist_projection),
-        fused_gradient=bool(speed.fused_gradient), kernel=use_kernel(speed.kernel), switches_as_data=switches_as_data, dtype=dtype,
+        **paths, switches_as_data=switches_as_data, dtype=dtype,
     )
 
 
-def resolve_hoist(setting) -> bool:
-    """`auto` picks the measured-faster placement of the input projection for the backend:
-    inside the step on CPU (XLA:CPU, benchmarks/throughput.py), hoisted before the scan elsewhere."""
-    if setting == "auto":
-        return jax.default_backend() != "cpu"
-    return bool(setting)
-
-
-def use_kernel(setting) -> bool:
-    """speed.kernel; off GPU the kernel runs in Pallas' interpreter, which is only for tests: say so."""
-    if setting and jax.default_backend() != "gpu":
+def speed_paths(cfg, hidden: int | None = None) -> dict:
+    """The scan paths the config's `speed` settings choose on the run's backend (training/speed_rules.py)."""
+    backend = speed_rules.backend_of(cfg.get("platform"))
+    paths = speed_rules.chosen(cfg.speed, backend, cfg.cell.name, hidden or cfg.hidden)
+    if paths["kernel"] and backend != "gpu":
         log.warning("speed.kernel=true on %s runs Pallas' interpreter (variants/kernel.py): the same numbers, "
-                    "but far slower than the scan; it is meant for GPUs", jax.default_backend())
-    return bool(setting)
+                    "but far slower than the scan; it is meant for GPUs", backend)
+    return paths
+
+
+def paths_of(model: SequenceModel) -> dict:
+    """The speed paths a model runs, for its run's record (a cell without a fused or blocked step still
+    falls back to the scan, with a log line: variants/layer.py)."""
+    return {k: getattr(model, k) for k in speed_rules.PATHS}
 
 
 def count_params(params) -> int:

@@ -29,7 +29,7 @@ from tasks import batches, eval_batch_size, make_task
 from variants import VARIANTS, GateSpec
 from training import switches, widths
 from training.devices import Placement
-from training.model import count_params, model_from_config
+from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
 from training.records import RunRecord
 from training.run import Run, begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
@@ -254,7 +254,7 @@ class PopulationSteps:
             masks.append(widths.mask(own["params"], wide["params"], r.cfg.hidden, self.width))
         self.placement = Placement.for_sizes(K, what="trials", devices=devices)
         for r in runs:
-            r.result["device_count"] = self.placement.count
+            r.result.update(device_count=self.placement.count, speed_paths=paths_of(model))
         self._state = self.placement.shard(stack(states))
         mixed = any(r.cfg.hidden < self.width for r in runs)
         self.masks = self.placement.shard(stack(masks)) if mixed else None  # only a mixed population has padding
