@@ -16,7 +16,7 @@ from training.devices import configure_host
 from training.logs import configure_logging
 
 log = logging.getLogger("odyssey")
-configure_logging()  # quiet before Hydra imports its plugins (Optuna's); main() applies `verbose`
+configure_logging()  # the libraries' INFO lines off from the start; main() applies `verbose`
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

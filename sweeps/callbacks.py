@@ -15,11 +15,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from training.logs import quiet_optuna_sweeper
+
 log = logging.getLogger("odyssey")
 
 
 class SweepGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        quiet_optuna_sweeper(config)
         excluded = set(config.hydra.job.config.override_dirname.exclude_keys)
         swept = [o.get_key_element() for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
                  if o.is_sweep_override() and o.get_key_element() in excluded]

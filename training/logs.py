@@ -4,19 +4,26 @@ brings back the libraries' INFO chatter (JAX's backend probes, Orbax, wandb's ba
 from __future__ import annotations
 
 import logging
+import sys
 
 # INFO lines that look like errors or repeat what Odyssey says: JAX probing for backends it does not find
 # ("Unable to initialize backend 'tpu'"), Orbax's and absl's file-by-file progress, Optuna's study lines,
-# alembic's plugin set-up (imported with Optuna when Hydra scans its plugins, before the run starts).
+# alembic's set-up (imported with Optuna when an Optuna sweep starts: training.logs.quiet_optuna_sweeper).
 CHATTY = ("jax._src.xla_bridge", "jax", "absl", "orbax", "optuna", "alembic")
 
 
 def configure_logging(verbose: bool = False) -> None:
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
-    try:
+    if "optuna" in sys.modules:  # Optuna sets its own level when imported, so it is set again once it is here
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    except ImportError:
-        pass
+
+
+def quiet_optuna_sweeper(config) -> None:
+    """Before an Optuna sweep: import Optuna now (its sweeper would, next) and quiet its study lines.
+    Only such a sweep pays for importing it (4-9 s on this CPU): a run, or a trial in a worker, does not."""
+    if "optuna" in str(config.hydra.sweeper.get("_target_", "")):
+        import optuna  # noqa: F401  (configure_logging sets its level)
+    configure_logging(bool(config.get("verbose", False)))
