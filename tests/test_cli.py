@@ -5,6 +5,7 @@ record every trial that starts, bad values included."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -38,6 +39,25 @@ def test_a_run_is_quiet_and_ends_with_one_summary_line(tmp_path):
     assert lines[-1].endswith(f"record: {tmp_path / 'result.json'}") and "completed after 2 epochs; best epoch" in lines[-1]
     assert "Unable to initialize backend" not in out and "\x1b[" not in out
     assert list((tmp_path / "wandb").glob("offline-run-*"))  # quiet, but written
+
+
+def test_orbaxs_routine_wait_for_the_previous_save_is_dropped_unless_verbose(caplog):
+    """On a busy machine Orbax warns when an epoch's checkpoint waits for the last one: routine, since every
+    epoch saves; other absl warnings still show (this one broke the quiet run above under load)."""
+    from training.logs import configure_logging
+
+    absl = logging.getLogger("absl")
+    wait = "Waiting for previous save to complete took 1.650927 seconds. If this number is high, consider checkpointing less frequently."
+    try:
+        configure_logging(verbose=False)
+        absl.warning(wait)
+        absl.warning("a real problem")
+        assert wait not in caplog.text and "a real problem" in caplog.text
+        configure_logging(verbose=True)
+        absl.warning(wait)
+        assert wait in caplog.text
+    finally:
+        configure_logging(verbose=False)
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ brings back the libraries' INFO chatter (JAX's backend probes, Orbax, wandb's ba
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -12,9 +13,25 @@ import sys
 CHATTY = ("jax._src.xla_bridge", "jax", "absl", "orbax", "optuna", "alembic")
 
 
+class RoutineWait(logging.Filter):
+    """Orbax's warning that a checkpoint waited for the previous epoch's save ("Waiting for previous save to
+    complete took 1.65 seconds"): routine on a busy machine with short epochs, since every epoch saves."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Waiting for previous save to complete")
+
+
+ROUTINE_WAIT = RoutineWait()
+
+
 def configure_logging(verbose: bool = False) -> None:
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    absl = logging.getLogger("absl")  # Orbax logs through absl
+    if verbose:
+        absl.removeFilter(ROUTINE_WAIT)
+    else:
+        absl.addFilter(ROUTINE_WAIT)
     if "optuna" in sys.modules:  # Optuna sets its own level when imported, so it is set again once it is here
         import optuna
 
@@ -25,5 +42,5 @@ def quiet_optuna_sweeper(config) -> None:
     """Before an Optuna sweep: import Optuna now (its sweeper would, next) and quiet its study lines.
     Only such a sweep pays for importing it (4-9 s on this CPU): a run, or a trial in a worker, does not."""
     if "optuna" in str(config.hydra.sweeper.get("_target_", "")):
-        import optuna  # noqa: F401  (configure_logging sets its level)
+        importlib.import_module("optuna")  # configure_logging below sets its level
     configure_logging(bool(config.get("verbose", False)))
