@@ -5,8 +5,8 @@ Every path computes the same outputs and gradients (tests/test_speed_settings.py
 time; each is the faster choice where it was measured, and the default where nothing was. A rule changes
 when a measurement says so: add the figure and its command here, beside the rule.
 
-Measured on CPU (the 2-core AMD EPYC VM, JAX 0.10.2, training steps per second at batch 128 with the
-batch split over both cores; `python -m benchmarks.throughput --cells np gru srn --shapes row pixel row512
+Measured on CPU (the 2-core AMD EPYC VM, JAX 0.10.2, training throughput at batch 128 with the batch
+split over both cores; `python -m benchmarks.throughput --cells np gru srn --shapes row pixel row512
 --unroll 1 2 4 8 --rounds 3 --no-flax --no-torch`, 2026-12-02 01:32, idle), sequences/s at unroll 1 / 2 / 4 / 8:
 
     row MNIST, T=28, H=128     np 4,411 / 3,440 / 2,430 / 1,449   gru 6,223 / 5,482 / 4,074 / 2,413   srn 14,217 / 14,222 / 13,232 / 12,133
@@ -15,8 +15,7 @@ batch split over both cores; `python -m benchmarks.throughput --cells np gru srn
 
 XLA:CPU runs an unrolled gated step slower (np at unroll 8: a third of the speed); only the SRN's long
 sequences gain, 1.16x at unroll 2 (confirmed: `--cells srn np --shapes pixel --unroll 1 2 --rounds 5`,
-2026-12-02 01:44: srn 398 -> 513 seq/s, 1.29x; np
-121 -> 112, 0.93x).
+2026-12-02 01:44: srn 398 -> 513 seq/s, 1.29x; np 121 -> 112, 0.93x).
 
 Not measured on GPU or TPU yet: there the rules keep what ran before `auto` existed (unroll 1, the
 projection hoisted, autodiff's gradient, the scan), and `bash benchmarks/gpu_check.sh scan kernel` prints
