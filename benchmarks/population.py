@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from tasks import task_from_conf
-from training.devices import Placement, configure_cpu_devices
 from training import speed_rules
+from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel
 from training.optim import make_optimizer
 from training.population import over_trials, stack
@@ -48,9 +48,8 @@ from training.steps import make_train_step
 def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str):
     """The population's jitted train step and stacked state; K=None: a lone run's step and state."""
     task = task_from_conf("mnist")
-    backend = jax.default_backend()  # train.py's speed paths, as "auto" picks them (training/speed_rules.py)
-    model = SequenceModel(cell=cell, hidden=hidden, output_size=10, unroll=speed_rules.unroll("auto", backend, cell, hidden),
-                          hoist_projection=speed_rules.hoist_projection("auto", backend))
+    model = SequenceModel(cell=cell, hidden=hidden, output_size=10,  # train.py's paths, as "auto" picks them
+                          **speed_rules.chosen(speed_rules.AUTO, jax.default_backend(), cell, hidden))
 
     class Adam:  # the optimizer config train.py would pass
         name, b1, b2, eps = "adam", 0.9, 0.999, 1e-8

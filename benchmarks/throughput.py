@@ -44,6 +44,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable
 
 import flax.linen as nn
@@ -53,9 +54,9 @@ import numpy as np
 import optax
 
 from tasks import task_from_conf
+from training import speed_rules
 from training.devices import Placement, configure_cpu_devices
 from training.host_memory import keep_freed_memory
-from training import speed_rules
 from training.model import SequenceModel
 from training.optim import make_optimizer
 from training.split import make_steps
@@ -142,11 +143,9 @@ def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
 def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype, fused, label, kernel=False) -> Entry:
     """Odyssey's real training step, its batch split over the devices as train.py splits it; "auto" settings
     resolve as train.py resolves them (training/speed_rules.py)."""
-    backend = jax.default_backend()
+    speed = SimpleNamespace(unroll=unroll, hoist_projection=hoist, fused_gradient=fused, kernel=kernel)
     model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
-                          unroll=speed_rules.unroll(unroll, backend, cell, H),
-                          hoist_projection=speed_rules.hoist_projection(hoist, backend),
-                          fused_gradient=speed_rules.fused_gradient(fused, backend), kernel=speed_rules.kernel(kernel, backend),
+                          **speed_rules.chosen(speed, jax.default_backend(), cell, H),
                           dtype=None if dtype == "float32" else jnp.dtype(dtype))
     run, compile_s = steps_loop(model, make_optimizer(Adam, 1e-3), T, D, B)
     return Entry(label, run, compile_s, train_flops_per_seq(cell, T, D, H), [])

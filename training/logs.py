@@ -32,9 +32,8 @@ def configure_logging(verbose: bool = False) -> None:
         absl.removeFilter(ROUTINE_WAIT)
     else:
         absl.addFilter(ROUTINE_WAIT)
-    if "optuna" in sys.modules:  # Optuna sets its own level when imported, so it is set again once it is here
-        import optuna
-
+    optuna = sys.modules.get("optuna")  # Optuna sets its own level when imported, so it is set again once it is here
+    if optuna is not None:
         optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
 
 

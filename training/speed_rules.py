@@ -25,10 +25,13 @@ kernel, each on 28- and 784-step sequences against cuDNN).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import jax
 
 SETTINGS = ("auto", True, False)
 PATHS = ("unroll", "hoist_projection", "fused_gradient", "kernel")  # the speed settings that pick a scan path
+AUTO = SimpleNamespace(**dict.fromkeys(PATHS, "auto"))  # conf/config.yaml's defaults, for code that builds models itself
 
 
 def backend_of(platform: str | None = None) -> str:
@@ -52,33 +55,32 @@ def hoist_projection(setting, backend: str) -> bool:
     CPU: in the step (the hoisted gradient of np at row MNIST, B=128, one device: 40.7 against 35.5 ms with
     freed memory kept; README, Measured). GPU/TPU: hoisted, as the H200 table ran (not timed against the
     in-step placement there)."""
-    if setting == "auto":
-        return backend != "cpu"
-    return bool(setting)
+    return _switch(setting, auto=backend != "cpu")
 
 
 def fused_gradient(setting, backend: str) -> bool:
     """speed.fused_gradient (variants/fused.py: dR in one matmul after the loop). CPU: off, 0.90-0.96x of
     autodiff's scan on row MNIST at H=128 and H=512 (README, Measured). GPU/TPU: off, not yet measured
     (`gpu_check.sh scan`)."""
-    if setting == "auto":
-        return False
-    return bool(setting)
+    return _switch(setting, auto=False)
 
 
 def kernel(setting, backend: str) -> bool:
     """speed.kernel (variants/kernel.py: the time loop in one Pallas kernel). CPU: off, Pallas' interpreter
     is for tests and far slower than the scan. GPU: off until `gpu_check.sh kernel` has timed it against
     the scan and cuDNN. TPU: off (the kernel's compiler parameters are Triton's)."""
-    if setting == "auto":
-        return False
-    return bool(setting)
+    return _switch(setting, auto=False)
+
+
+def _switch(setting, auto: bool) -> bool:
+    return auto if setting == "auto" else bool(setting)
 
 
 def check(speed) -> list[str]:
     """What is wrong with a config's speed paths, as messages that say what is accepted."""
     problems = []
-    if speed.unroll != "auto" and not (isinstance(speed.unroll, int) and not isinstance(speed.unroll, bool) and speed.unroll >= 1):
+    whole = isinstance(speed.unroll, int) and not isinstance(speed.unroll, bool)
+    if speed.unroll != "auto" and not (whole and speed.unroll >= 1):
         problems.append(f"speed.unroll must be a whole number >= 1 (time steps per scan iteration) or auto, got {speed.unroll!r}")
     for key in ("hoist_projection", "fused_gradient", "kernel"):
         if speed[key] not in SETTINGS:
