@@ -189,18 +189,23 @@ def next_step_split(rolls: list[np.ndarray]) -> Split:
     return {"x": x, "y": y, "lengths": lengths}
 
 
+LOSSES = ("per_step", "per_sequence")
+
+
 class MusicTask(Task):
     output_size = KEYS
     readout = "all"
     objective = ("nll", "min")
     time_keys = ("x", "y")
 
-    def __init__(self, name: str, dataset: str, time_bucket: int):
+    def __init__(self, name: str, dataset: str, time_bucket: int, loss: str):
         if dataset not in DATASETS:
             raise ValueError(f"task.dataset={dataset!r}; choose one of {', '.join(DATASETS)}.")
         if time_bucket < 1:
             raise ValueError(f"task.time_bucket must be a positive number of steps, got {time_bucket}.")
-        self.name, self.dataset, self.time_bucket = name, dataset, time_bucket
+        if loss not in LOSSES:
+            raise ValueError(f"task.loss={loss!r}; choose one of {', '.join(LOSSES)}.")
+        self.name, self.dataset, self.time_bucket, self.loss = name, dataset, time_bucket, loss
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
         path = find_file(self.dataset, data_dir, self.download)
@@ -210,9 +215,14 @@ class MusicTask(Task):
         return {split: next_step_split(pieces) for split, pieces in rolls.items()}
 
     def metrics(self, outputs, batch):
-        """NLL per real step: 88 sigmoid cross-entropies summed, over steps t < length of rows with mask 1."""
+        """NLL per real step: 88 sigmoid cross-entropies summed, over steps t < length of rows with mask 1.
+        The loss (what the gradient is taken of) is the same sum, divided by the steps (per_step) or by
+        the pieces (per_sequence, Greff et al.'s: their code sums the cross-entropy over time steps and
+        outputs and divides by the number of sequences), so a step's gradient grows with its pieces'
+        lengths there, as in Greff's training."""
         T = outputs.shape[1]
         steps = (jnp.arange(T)[None, :] < batch["lengths"][:, None]) * batch["mask"][:, None]  # [B, T]
         nll = optax.sigmoid_binary_cross_entropy(outputs.astype(jnp.float32), batch["y"].astype(jnp.float32)).sum(-1)
         total, n = (nll * steps).sum(), steps.sum()
-        return {"loss": (total, n), "nll": (total, n)}
+        pieces = ((batch["lengths"] > 0) * batch["mask"]).sum()
+        return {"loss": (total, pieces if self.loss == "per_sequence" else n), "nll": (total, n)}

@@ -241,7 +241,7 @@ def test_a_spec_is_refused_exactly_when_its_switches_conflict_and_the_message_na
 GATE_GROUPS = list(itertools.product((True, False), repeat=3))  # which of i, f, o have parameters
 
 
-@pytest.mark.parametrize("gates", GATE_GROUPS, ids=lambda g: "i{:d}f{:d}o{:d}".format(*g))
+@pytest.mark.parametrize("gates", [GATE_GROUPS[-1], *(pytest.param(g, marks=pytest.mark.slow) for g in GATE_GROUPS[:-1])], ids=lambda g: "i{:d}f{:d}o{:d}".format(*g))
 def test_every_valid_combination_runs_under_jit_with_finite_outputs_and_gradients(gates):
     """All 152 valid specs, grouped by which of the three gates they have: for each, value_and_grad of
     the summed outputs of a short sequence, all of a group in one jitted program.
@@ -490,7 +490,7 @@ SWITCHED = [GateSpec(**{ONE_SWITCH[v]: not getattr(GateSpec(), ONE_SWITCH[v])}) 
     GateSpec(full_recurrence=True, coupled=True), GateSpec(input_gate=False, peepholes=False, output_activation=False)]
 
 
-@pytest.mark.parametrize("spec", SWITCHED, ids=lambda s: ",".join(k for k in SWITCHES if getattr(s, k) != getattr(GateSpec(), k)) or "v")
+@pytest.mark.parametrize("spec", [SWITCHED[1], *(pytest.param(s, marks=pytest.mark.slow) for s in SWITCHED[:1] + SWITCHED[2:])], ids=lambda s: ",".join(k for k in SWITCHES if getattr(s, k) != getattr(GateSpec(), k)) or "v")
 def test_the_switched_cell_computes_each_variants_outputs_and_gradients_and_leaves_the_rest_at_zero(spec):
     """Its switches as data, over V's parameters (FGR's too with full_recurrence): each variant's own
     outputs and gradients, and exactly zero gradient for every parameter the variant lacks."""

@@ -80,6 +80,7 @@ def test_an_adhoc_sweep_records_every_trial_ends_with_a_table_and_resumes_when_r
     assert (again.stdout + again.stderr).count("already holds a completed run of this config; nothing to do") == 2
 
 
+@pytest.mark.slow
 def test_a_sweep_over_a_key_that_folders_are_not_named_by_is_refused(tmp_path):
     proc = train_py("-m", *without("epochs"), "epochs=1,2", "study=clash", cwd=tmp_path)
     assert proc.returncode != 0

@@ -159,6 +159,7 @@ def test_an_unknown_initialiser_in_the_cell_config_is_refused_with_the_choices()
         check_config(compose_config("cell.recurrent_init=identity"))
 
 
+@pytest.mark.slow
 def test_the_readme_switch_example_works_as_written_on_the_command_line(tmp_path):
     """README: python train.py cell=np cell.switches='{coupled: true}'  (NP + CIFG: no forget-gate weights)."""
     proc = subprocess.run([sys.executable, "train.py", "cell=np", "cell.switches={coupled: true}", *TINY_CLI,

@@ -141,6 +141,7 @@ def test_a_checkpoint_from_four_devices_resumes_on_one(four_device_runs, tmp_pat
     assert resumed["test"]["mse"] == pytest.approx(straight["test"]["mse"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_platform_can_be_forced_and_is_recorded(tmp_path):
     r = train(compose_config("platform=cpu"), tmp_path)
     assert (r["platform"], r["device_count"]) == ("cpu", 1)

@@ -53,7 +53,7 @@ def assert_same(a, b, tol=1e-5):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("name", ["np", "gru", "srn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("v", "cifg", "nig", "noaf"))])
+@pytest.mark.parametrize("name", ["srn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("np", "gru", "v", "cifg", "nig", "noaf"))])
 def test_the_kernel_gives_the_scans_values_and_gradients_over_several_programs_and_padded_sequences(name):
     """37 sequences of lengths 1-6 in programs of 16 rows (Triton's smallest): three programs, 11 padded rows."""
     B = 37
@@ -63,6 +63,7 @@ def test_the_kernel_gives_the_scans_values_and_gradients_over_several_programs_a
     assert_same(scan_or_kernel(cell, params, xs, mask, kernel=True), scan_or_kernel(cell, params, xs, mask, kernel=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["np", "gru"])
 def test_a_width_triton_cannot_take_runs_zero_padded_to_one_it_can_with_the_same_numbers(name):
     """20 units (Greff's search draws 20-200) run as 32: the padded units stay zero and change nothing."""
@@ -74,6 +75,7 @@ def test_a_width_triton_cannot_take_runs_zero_padded_to_one_it_can_with_the_same
     assert_same(scan_or_kernel(cell, params, xs, mask, kernel=True), scan_or_kernel(cell, params, xs, mask, kernel=False))
 
 
+@pytest.mark.slow
 def test_how_many_rows_a_program_takes_changes_no_number():
     """One program of 64 rows, or three of 16: each program's gradient slot is added to the others'."""
     cell, params = cell_and_params("np", batch=40)
@@ -95,7 +97,7 @@ def test_the_kernel_really_runs_and_fgr_falls_back_to_the_scan_with_a_log_line(n
     assert ("has no blocked step" in caplog.text) == (not runs_kernel)
 
 
-@pytest.mark.parametrize("name", ["np", "v", "cifg", "gru", "srn"])
+@pytest.mark.parametrize("name", ["srn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("np", "v", "cifg", "gru"))])
 def test_the_kernel_lowers_to_triton_for_a_gpu_at_pixel_mnists_shape(name):
     """Lowered for CUDA on this machine (jax.export): every op of both kernels has a Triton lowering and
     every loaded tensor has a power-of-two size, at T=784, B=128, H=128 with padded sequences."""

@@ -184,6 +184,7 @@ def test_stacked_layers_feed_each_other_and_drop_out_only_in_training():
 # jit, grad, vmap (every test here runs the layer under jit; these add grad and vmap)
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_gradients_are_finite_reach_every_parameter_and_ignore_the_padding():
     stack, lengths = TWO_BIDIRECTIONAL_LAYERS, jnp.asarray(LENGTHS)
     params, x = stack_params(stack), inputs(lengths=LENGTHS)
@@ -200,6 +201,7 @@ def test_gradients_are_finite_reach_every_parameter_and_ignore_the_padding():
     assert np.all(np.asarray(g_x)[~padding].any(axis=-1))
 
 
+@pytest.mark.slow
 def test_vmap_over_two_parameter_sets_equals_two_calls():
     stack, x, lengths = TWO_BIDIRECTIONAL_LAYERS, inputs(lengths=LENGTHS), jnp.asarray(LENGTHS)
     p0, p1 = stack_params(stack, seed=0), stack_params(stack, seed=1)

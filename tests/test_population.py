@@ -22,6 +22,7 @@ def trial_configs(optimizer="adam", trials=TRIALS, *extra):
                            "epochs=2", *extra) for lr, seed, noise in trials]
 
 
+@pytest.mark.slow
 def test_a_population_equals_separate_runs_with_the_same_seeds(tmp_path):
     cfgs = trial_configs("sgd", TRIALS, "optimizer.momentum=0.5")
     together = train_population(cfgs, [tmp_path / f"pop{k}" for k in range(len(cfgs))])
@@ -36,6 +37,7 @@ def test_a_population_equals_separate_runs_with_the_same_seeds(tmp_path):
         np.testing.assert_allclose([l["train"]["loss"] for l in lines_pop], [l["train"]["loss"] for l in lines_alone], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_each_trial_writes_the_record_a_lone_run_writes(tmp_path):
     cfgs = trial_configs()[:2]
     train_population(cfgs, [tmp_path / "p0", tmp_path / "p1"])
@@ -46,6 +48,7 @@ def test_each_trial_writes_the_record_a_lone_run_writes(tmp_path):
     assert (tmp_path / "p0" / "checkpoints").is_dir() and (tmp_path / "p1" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_trial_is_frozen_and_does_not_disturb_the_others(tmp_path):
     healthy = [("1e-2", "0", "0.0"), ("3e-2", "1", "0.0")]
     with_bad = healthy[:1] + [("1e8", "2", "0.0")] + healthy[1:]
@@ -58,6 +61,7 @@ def test_a_diverging_trial_is_frozen_and_does_not_disturb_the_others(tmp_path):
         assert m["test"]["mse"] == pytest.approx(c["test"]["mse"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_trial_with_a_bad_config_is_recorded_as_failed_and_the_others_train(tmp_path):
     cfgs = trial_configs()[:2] + [compose_config("lr=-1", "epochs=2")]
     results = train_population(cfgs, [tmp_path / f"p{k}" for k in range(3)])
@@ -83,6 +87,7 @@ def test_dropout_between_layers_keeps_widths_apart():
 MIXED = [("8", "1e-2", "0.1", "0.0", "0"), ("13", "3e-2", "0.5", "0.3", "1"), ("32", "5e-3", "0.02", "0.6", "2")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["v", "fgr", "gru"])
 def test_a_population_of_mixed_widths_equals_lone_runs(tmp_path, cell):
     """Hidden sizes 8, 13 and 32 in one program, each with its own lr, momentum, noise and seed."""
@@ -102,6 +107,7 @@ def test_a_population_of_mixed_widths_equals_lone_runs(tmp_path, cell):
         np.testing.assert_allclose([e["train"]["grad_norm"] for e in pop], [e["train"]["grad_norm"] for e in lone], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_narrow_trials_checkpoint_holds_its_own_width_and_its_lone_run_resumes_from_it(tmp_path):
     cfgs = [compose_config(f"hidden={h}", "epochs=1", f"seed={s}") for h, s in ((8, 0), (20, 1))]
     train_population(cfgs, [tmp_path / "p0", tmp_path / "p1"], width_bucket=None)
@@ -202,6 +208,7 @@ def test_with_mix_variants_greffs_variants_group_together_and_fgr_apart():
     assert len(group_by_shape(cfgs, width_bucket=None)) == 11  # without it, each variant (and fgr+coupled) apart
 
 
+@pytest.mark.slow
 def test_variants_of_mixed_widths_in_one_population_equal_their_lone_runs_and_checkpoint_their_own_parameters(tmp_path):
     """V, NIG and NIAF at widths 8, 11 and 14 in one program over V's parameters (every switch, cell by
     cell: tests/test_cells.py). NIG's checkpoint holds NIG's own parameters: its lone run resumes from it."""
@@ -212,6 +219,7 @@ def test_variants_of_mixed_widths_in_one_population_equal_their_lone_runs_and_ch
     assert RunRecord(tmp_path / "pop1").epochs()[:2] == first
 
 
+@pytest.mark.slow
 def test_fgr_and_fgr_with_a_coupled_forget_gate_in_one_population_equal_their_lone_runs(tmp_path):
     """Only the gates a variant has are fed back, so the gate-to-gate matrices it lacks stay zero."""
     assert_population_equals_lone_runs(variant_configs(["fgr", ("fgr", "cell.switches.coupled=true")], "epochs=2"), tmp_path)

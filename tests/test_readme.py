@@ -50,6 +50,7 @@ def sweep_commands() -> list[list[str]]:
     return [shlex.split(line.split(" #")[0])[3:] for line in block.splitlines() if line.startswith("python train.py -m")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", sweep_commands(), ids=lambda a: " ".join(a))
 def test_every_readme_preset_command_launches_valid_trials(args):
     """A dry run through the preset's own sweeper (its grid, or Optuna with its seed): every trial it would
@@ -92,6 +93,7 @@ def example_loop() -> tuple[list[str], list[list[str]]]:
     return cells, [shlex.split(command.replace("$cell", cell))[3:] for cell in cells]
 
 
+@pytest.mark.slow
 def test_the_readme_example_loop_launches_valid_trials_for_each_of_its_cells():
     """The example's loop, listed (as the preset commands are) for each cell it names: its trials pass the
     config check and land in the one folder its report command reads."""

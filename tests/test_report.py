@@ -137,6 +137,7 @@ def test_the_fewest_trials_analysed_still_give_a_forest_that_splits():
     assert [evidence.leaf_size(n) for n in (10, 20, 49, 50, 90, 2000)] == [1, 2, 4, 5, 5, 10]
 
 
+@pytest.mark.slow
 def test_the_importances_do_not_hang_on_the_forests_seed():
     """A study's fANOVA shares are evidence, so the forest's seed may move them by a point or two, not ten
     (32 trees moved lr by 12 points on docs/studies/greff_jsb's 90 trials)."""

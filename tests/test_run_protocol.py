@@ -95,6 +95,7 @@ def test_the_best_validation_epochs_checkpoint_is_kept_and_reproduces_the_record
     assert test["mse"] == pytest.approx(result["test"]["mse"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_a_corrupt_latest_checkpoint_is_named_and_the_run_resumes_from_the_one_before(tmp_path, caplog):
     first = train(compose_config("epochs=2"), tmp_path)
     for f in (tmp_path / "checkpoints" / "2").rglob("*"):

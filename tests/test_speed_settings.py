@@ -43,6 +43,7 @@ def data():
     return x, jnp.full((B,), T, jnp.int32), jnp.array([T, 2, 4, 1], jnp.int32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("padded", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["full", "padded"])
 def test_unroll_and_hoisting_give_the_same_outputs_and_gradients(cell, padded, data):
@@ -71,6 +72,7 @@ def test_a_batch_without_padding_gives_the_same_numbers_with_or_without_lengths(
     assert_same(outputs_and_grads(cell, x, full), outputs_and_grads(cell, x, None), 1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["v", "gru", "srn"])
 def test_bfloat16_matmuls_stay_close_to_float32(cell, data):
     x, full, _ = data
@@ -104,6 +106,7 @@ def test_auto_picks_the_paths_measured_fastest_on_each_backend(cell, hidden, cpu
     assert paths_of(model_from_config(cfg, Task)) == speed_rules.chosen(cfg.speed, jax.default_backend(), cell, hidden)
 
 
+@pytest.mark.slow
 def test_keeping_freed_memory_changes_no_number():
     """speed.keep_freed_memory only changes where malloc finds memory for XLA's temporaries: the same
     compiled gradient, with temporaries above glibc's 32 MiB mmap ceiling, gives bitwise the same

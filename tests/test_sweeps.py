@@ -54,6 +54,7 @@ def test_every_preset_composes_to_a_valid_resumable_parallel_sweep(name):
     assert cfg.speed.cpu_devices == 1  # the launch settings win over conf/config.yaml's: cores go to parallel trials
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", preset_names())
 def test_every_preset_header_gives_its_command_job_count_and_cost(name):
     text = header(name)
@@ -97,6 +98,7 @@ def test_each_launch_option_selects_its_hydra_launcher(launch):
     assert cfg.hydra.job.env_set.XLA_PYTHON_CLIENT_PREALLOCATE == "false"  # GPUs shared, not grabbed
 
 
+@pytest.mark.slow
 def test_every_value_a_grid_preset_sweeps_is_a_valid_config():
     for name in ("grid", "tutorial"):
         params = compose_preset(name).hydra.sweeper.params
@@ -105,6 +107,7 @@ def test_every_value_a_grid_preset_sweeps_is_a_valid_config():
                 check_config(compose_preset(name, [f"{key}={value}"]))
 
 
+@pytest.mark.slow
 def test_the_tutorial_preset_is_the_tutorials_comparison_for_all_eleven_cells_and_three_seeds():
     from variants import CELLS
 
@@ -125,6 +128,7 @@ def test_trial_folders_are_named_by_their_overrides_without_launcher_or_wandb_ke
 # ---------------------------------------------------------------- Greff's random search
 
 
+@pytest.mark.slow
 def test_random_search_draws_lie_in_greffs_ranges_with_the_right_shapes():
     draws = [as_dict(t) for t in trials("random_search", ["cell=nig"])]
     assert len(draws) == 200 and all(d["cell"] == "nig" for d in draws)
@@ -143,6 +147,7 @@ def test_random_search_draws_lie_in_greffs_ranges_with_the_right_shapes():
     assert abs(sum(noise) / 200 - 0.5) < 0.1
 
 
+@pytest.mark.slow
 def test_random_search_is_reproducible_from_its_seed_and_the_seed_matters():
     first = trials("random_search", ["cell=v", "hydra.sweeper.n_trials=5"])
     assert trials("random_search", ["cell=v", "hydra.sweeper.n_trials=5"]) == first
@@ -152,6 +157,7 @@ def test_random_search_is_reproducible_from_its_seed_and_the_seed_matters():
     assert [t[:-1] for t in other] == [t[:-1] for t in first]
 
 
+@pytest.mark.slow
 def test_a_random_search_trial_is_sgd_with_nesterov_and_momentum_one_minus_the_draw():
     draw = trials("random_search", ["cell=v", "hydra.sweeper.n_trials=1"])[0]
     cfg = compose_preset("random_search", draw)
@@ -163,6 +169,7 @@ def test_a_random_search_trial_is_sgd_with_nesterov_and_momentum_one_minus_the_d
                                                      float(as_dict(draw)["input_noise"]))
 
 
+@pytest.mark.slow
 def test_a_cells_random_search_trains_as_one_population_or_one_per_width_bucket():
     """All its draws (lr, hidden, momentum, input noise) are per-trial data of one compiled program."""
     from training.population import group_by_shape

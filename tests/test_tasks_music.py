@@ -90,6 +90,24 @@ def test_nll_is_the_per_step_sum_over_keys_of_sigmoid_cross_entropies(tmp_path):
     assert m["loss"] == m["nll"]
 
 
+
+def test_greffs_per_sequence_loss_sums_a_pieces_steps_and_averages_over_pieces_while_nll_stays_per_step():
+    """task.loss=per_sequence (Greff's code): the loss is the NLL summed over each piece's real steps, averaged
+    over the real pieces; the reported nll is unchanged (per step)."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 2, (3, 5, 88)).astype(np.float32)
+    y = (rng.random((3, 5, 88)) < 0.2).astype(np.uint8)
+    batch = {"y": y, "lengths": np.array([5, 2, 4], np.int32), "mask": np.array([1, 1, 0], np.float32)}
+    per_step, per_sequence = (task_from_conf("jsb", loss=loss).metrics(logits, batch) for loss in ("per_step", "per_sequence"))
+    assert per_sequence["nll"] == per_step["nll"]
+    total, pieces = per_sequence["loss"]
+    assert float(pieces) == 2 and float(total) == pytest.approx(float(per_step["nll"][0]), rel=1e-6)
+
+
+def test_an_unknown_loss_normalisation_is_refused_naming_the_choices():
+    with pytest.raises(ValueError, match="per_step, per_sequence"):
+        task_from_conf("jsb", loss="per_frame")
+
 def test_padded_steps_and_padding_rows_do_not_change_the_nll():
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(2, 6, 88)).astype(np.float32)
@@ -210,6 +228,7 @@ def test_every_music_config_builds_its_task():
         assert (task.dataset, task.output_size, task.readout, task.objective) == (name, 88, "all", ("nll", "min"))
 
 
+@pytest.mark.slow
 def test_training_on_a_tiny_music_set_reports_nll(tmp_path, offline):
     write_mat(tmp_path / "data" / "JSB_Chorales.mat")
     cfg = compose_config("task=jsb", f"data_dir={tmp_path / 'data'}", "hidden=8", "epochs=1", "batch_size=2",

@@ -55,6 +55,7 @@ def real_frames(split):
 
 # ---------------------------------------------------------------- fsdd: utterance classification
 
+@pytest.mark.slow
 def test_recordings_0_to_4_are_the_test_set_and_the_rest_train_or_valid(tiny_fsdd):
     splits = task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), seed=0)
     assert {s: len(v["y"]) for s, v in splits.items()} == {"train": 10, "valid": 2, "test": 30}
@@ -89,6 +90,7 @@ def test_log_mel_features_have_one_value_per_band(tiny_fsdd):
     assert splits["test"]["x"].shape[-1] == 24
 
 
+@pytest.mark.slow
 def test_other_sample_rates_are_resampled_to_the_task_rate(tmp_path):
     write_fsdd(tmp_path, digits=[1], indices=range(6), rate=16000, manifest=False)
     splits = task_from_conf("fsdd", valid_size=1).load(str(tmp_path), 0)
@@ -171,6 +173,7 @@ def test_the_fsdd_config_defaults_to_a_bidirectional_model():
     assert cfg.bidirectional is True and task.readout == "last" and task.objective == ("accuracy", "max")
 
 
+@pytest.mark.slow
 def test_training_on_a_tiny_fsdd_reports_accuracy(tiny_fsdd, tmp_path):
     cfg = compose_config("task=fsdd", f"data_dir={tiny_fsdd}", "task.valid_size=2", "hidden=8", "epochs=1",
                          "batch_size=4", "eval_batch_size=32", "wandb.mode=disabled", tiny=False)
@@ -271,6 +274,7 @@ def test_greedy_decoding_collapses_repeats_drops_blanks_and_stops_at_the_length(
     assert greedy_decode(logits, 6) == [2, 2, 5]
 
 
+@pytest.mark.slow
 def test_training_on_tiny_digit_strings_reports_the_error_rate(tiny_fsdd, tmp_path):
     cfg = compose_config("task=fsdd_strings", f"data_dir={tiny_fsdd}", "task.valid_recordings=2", "task.train_size=16",
                          "task.valid_size=4", "task.test_size=4", "hidden=8", "epochs=1", "batch_size=4",

@@ -66,6 +66,7 @@ class OptimizerSchema:  # conf/optimizer/*.yaml; each optimizer sets its own key
     eps: Optional[float] = None
     momentum: Optional[float] = None  # sgd
     nesterov: Optional[bool] = None
+    lr_times_one_minus_momentum: Optional[bool] = None  # sgd: the step is lr * (1 - momentum) * gradient (Greff's code)
     one_minus_momentum: Optional[float] = None  # sgd, Greff's search draws it (sweeps/random_search.yaml)
 
 
@@ -95,6 +96,7 @@ class AddingSchema(TaskSchema):
 class MusicSchema(TaskSchema):  # jsb, nottingham, piano, muse
     dataset: str = MISSING
     time_bucket: int = MISSING
+    loss: str = MISSING
 
 
 @dataclass

@@ -12,6 +12,8 @@ def make_optimizer(opt_cfg, lr: float, grad_clip: float | None = None) -> optax.
     if name == "adam":
         tx = optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=opt_cfg.b1, b2=opt_cfg.b2, eps=opt_cfg.eps)
     elif name == "sgd":
+        if opt_cfg.lr_times_one_minus_momentum:  # Greff's code: momentum's 1/(1 - m) gain taken out of the step
+            lr = lr * (1.0 - opt_cfg.momentum)
         tx = optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=opt_cfg.momentum, nesterov=bool(opt_cfg.nesterov))
     else:
         raise ValueError(f"Unknown optimizer {name!r}; choose adam or sgd.")
