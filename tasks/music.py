@@ -5,7 +5,7 @@ The task is next-step prediction: from the notes sounding at steps 0..t, predict
 sound at step t+1 (x = roll[:-1], y = roll[1:]), each key an independent Bernoulli (88 sigmoids on
 the head's logits). The reported "nll" is the negative log-likelihood per time step: summed over
 the 88 keys, averaged over every real (unpadded) step of the split, i.e. total NLL / total steps,
-the figure the papers report (e.g. JSB test: LSTM 8.67, GRU 8.54, Chung et al. 2014). Training and
+the figure the papers report (e.g. JSB test: LSTM 8.45, GRU 8.43, Bai et al. 2018, Table 1). Training and
 evaluation both use whole pieces, never chunks, so valid and test NLL are full-sequence figures.
 
 Sources, in order: `<data_dir>/polyphonic/` or `<data_dir>/` holding the `.mat` conversion
