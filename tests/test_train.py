@@ -182,8 +182,9 @@ def logged(run_folder: Path) -> dict:
         out["kinds"].append(kind)
         if kind == "run":
             out["run"] = r.run
-        elif kind == "history":
+        elif kind == "history":  # a history row also sets the summary of its keys, as wandb's dashboard shows it
             out["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
+            out["summary"].update({k: v for k, v in out["history"][-1].items() if not k.startswith("_")})
         elif kind == "summary":
             out["summary"].update({i.key: json.loads(i.value_json) for i in r.summary.update if i.key})
         elif kind == "exit":
@@ -206,7 +207,7 @@ def wandb_runs(tmp_path_factory):
         failing = compose_config("wandb.mode=offline", "batch_size=128")  # more than the 64 training sequences
         with pytest.raises(ValueError, match="batch_size=128 is larger than the training set"):
             train(failing, base / "failed")
-        cfg = compose_config("wandb.mode=offline", "epochs=2", "lr=0.003", "wandb.tags=[smoke]")
+        cfg = compose_config("wandb.mode=offline", "epochs=3", "lr=0.1", "wandb.tags=[smoke]")  # best epoch 1 of 3
         result = train(cfg, base / "completed")
         wandb.teardown()  # finish() returns before wandb-core has flushed the .wandb files; this waits
     return {"failed": base / "failed", "completed": base / "completed", "result": result}
@@ -224,13 +225,13 @@ def test_wandb_offline_holds_the_metrics_config_and_name(wandb_runs):
     assert folder.name.endswith(result["wandb_id"])
     wb = logged(folder)
     assert wb["run"] is not None, f"no run record in {folder}: {wb['kinds']}"
-    assert wb["run"].display_name == "v-adding-lr0.003-h8-s0"
+    assert wb["run"].display_name == "v-adding-lr0.1-h8-s0"
     assert set(wb["run"].tags) == {"cell:v", "task:adding", "smoke"}
     config = {u.key: json.loads(u.value_json) for u in wb["run"].config.update}
-    assert config["cell"]["name"] == "v" and config["lr"] == 0.003 and config["hidden"] == 8
+    assert config["cell"]["name"] == "v" and config["lr"] == 0.1 and config["hidden"] == 8
     assert config["task"] == result["config"]["task"]
     lines = read_jsonl(run_dir / "metrics.jsonl")
-    assert sorted(h["epoch"] for h in wb["history"]) == [1, 2]
+    assert sorted(h["epoch"] for h in wb["history"]) == [1, 2, 3]
     for h in wb["history"]:
         line = lines[h["epoch"] - 1]
         assert h["valid/mse"] == pytest.approx(line["valid"]["mse"])
@@ -239,6 +240,8 @@ def test_wandb_offline_holds_the_metrics_config_and_name(wandb_runs):
         assert h["seq_per_s"] == pytest.approx(line["seq_per_s"])
     assert wb["summary"]["status"] == "completed" and wb["summary"]["num_params"] == result["num_params"]
     # the dashboard's test figure is result.json's (the best validation epoch's); the last epoch's is final/
+    assert result["best_epoch"] < result["epochs_completed"], "the run must not end on its best epoch, or this shows nothing"
+    assert wb["summary"]["test/mse"] != pytest.approx(lines[-1]["test"]["mse"])
     assert wb["summary"]["test/mse"] == pytest.approx(result["test"]["mse"])
     assert wb["summary"]["best_epoch"] == result["best_epoch"]
     assert wb["summary"]["final/test/mse"] == pytest.approx(lines[-1]["test"]["mse"])

@@ -55,8 +55,11 @@ class Tracker:
         return self.run.id if self.run is not None else None
 
     def log(self, metrics: dict, step: int) -> None:
+        """One epoch's row, committed now: wandb otherwise holds a row with an explicit step until the next
+        step or finish(), and the last row, flushed after summary(), would overwrite the best epoch's figures
+        in the run's summary with the last epoch's."""
         if self.run is not None:
-            self.run.log(metrics, step=step)
+            self.run.log(metrics, step=step, commit=True)
 
     def summary(self, values: dict) -> None:
         if self.run is not None:
