@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tasks import task_from_conf
+from benchmarks.machine import describe_cpu
 from training import speed_rules
 from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel
@@ -120,7 +121,7 @@ def greff_search(trials: int, cells: list[str], steps: int, data_dir: str, bucke
     if launch != "none":
         modes.append((f"one process per trial (launch={launch})", [f"launch={launch}"]))
     print(f"# Greff's random search: {trials} trials of {' '.join(cells)}, 1 epoch of {steps} steps each, row MNIST; "
-          f"{os.cpu_count()} cores, jax {jax.__version__}", flush=True)
+          f"{describe_cpu()}, jax {jax.__version__}", flush=True)
     rows = []
     for name, extra in modes:
         with tempfile.TemporaryDirectory() as tmp:

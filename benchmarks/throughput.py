@@ -55,6 +55,7 @@ import optax
 
 from tasks import task_from_conf
 from training import speed_rules
+from benchmarks.machine import describe_cpu
 from training.devices import Placement, configure_cpu_devices
 from training.host_memory import keep_freed_memory
 from training.model import SequenceModel
@@ -331,7 +332,7 @@ def main(argv=None):
     tdev, tnote = torch_device()
     peak = matmul_peak_gflops()
     dev = jax.devices()[0]
-    print(f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · JAX {jax.__version__} on "
+    print(f"{datetime.date.today()} · {platform.node()} · {describe_cpu()} · JAX {jax.__version__} on "
           f"{dev.platform} ({dev.device_kind}) · {tnote} · XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"speed: unroll={args.unroll} hoist={args.hoist} fused_gradient={args.fused_gradient} kernel={args.kernel} dtype={args.dtype} cpu_devices={args.cpu_devices} "
           f"({cpu_devices} in effect) · matmul peak {peak:.0f} GFLOP/s · "

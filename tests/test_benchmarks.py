@@ -27,3 +27,4 @@ def test_each_benchmark_runs_and_prints_its_table(module, capsys):
     assert "|---" in out, out  # a markdown table
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) >= 2, out  # its header and at least one measured row
+
