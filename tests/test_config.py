@@ -64,6 +64,7 @@ KNOB = re.compile(r"^\s*(?!name\s*:)[A-Za-z_][\w.]*\s*:\s*[^\s#]")
 
 
 def knobs_without_comment(path: Path, root: Path = CONF_DIR) -> list[str]:
+    """`key: value` lines outside the defaults list with no trailing `# why`."""
     missing, in_defaults = [], False
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if re.match(r"^defaults\s*:", line):
@@ -77,10 +78,10 @@ def knobs_without_comment(path: Path, root: Path = CONF_DIR) -> list[str]:
     return missing
 
 
-def test_every_knob_in_conf_has_a_trailing_comment():
-    files = sorted(CONF_DIR.rglob("*.yaml"))
-    assert len(files) > 10
-    missing = [m for f in files for m in knobs_without_comment(f)]
+def test_every_knob_in_conf_and_in_every_sweep_preset_has_a_trailing_comment():
+    files = sorted([*CONF_DIR.rglob("*.yaml"), *(ROOT / "sweeps").glob("*.yaml")])
+    assert len(files) > 20
+    missing = [m for f in files for m in knobs_without_comment(f, root=ROOT)]
     assert not missing, "knobs without a trailing comment:\n" + "\n".join(missing)
 
 
@@ -169,3 +170,22 @@ def test_the_readme_switch_example_works_as_written_on_the_command_line(tmp_path
     assert record["status"] == "completed" and record["config"]["cell"]["switches"]["coupled"] is True
     H, D = 8, 2  # NP has 4 blocks of W, R, b; coupling removes the forget gate's: 3 blocks, plus the head
     assert record["num_params"] == 3 * (D * H + H * H + H) + (H + 1)
+
+
+def test_the_overrides_trial_folders_are_not_named_by_are_exactly_what_a_resumed_run_may_change():
+    """One list (conf/config.yaml's exclude_keys): a key that does not name a trial's folder must not make a rerun
+    into that folder a different run, and a key that names it must."""
+    from omegaconf import OmegaConf
+
+    from training.run import run_identity
+
+    cfg = compose_config()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    folder_blind = [k for k in OmegaConf.load(CONF_DIR / "config.yaml").hydra.job.config.override_dirname.exclude_keys
+                    if k != "launch"]
+    assert "epochs" in folder_blind and "lr" not in folder_blind
+    for key in [*folder_blind, "lr", "hidden", "cell.name"]:
+        changed = OmegaConf.create(resolved)
+        OmegaConf.update(changed, key, "something else", force_add=True)
+        same = run_identity(OmegaConf.to_container(changed)) == run_identity(resolved)
+        assert same == (key in folder_blind), key

@@ -72,25 +72,6 @@ def test_every_preset_header_gives_its_command_job_count_and_cost(name):
     assert cost and re.search(r"\d", cost.group(1)), f"{name}.yaml: no measured '# Cost:' line"
 
 
-def knobs_without_comment(path: Path) -> list[str]:
-    """`key: value` lines outside the defaults list with no trailing `# why`."""
-    text = re.sub(r"(?ms)^defaults:.*?(?=^\S)", "", path.read_text())  # the defaults list selects groups
-    knob = re.compile(r"^\s*[\w.]+\s*:\s*[^\s#]")
-    return [f"{path.name}: {line.strip()}" for line in text.splitlines() if knob.match(line) and " # " not in line]
-
-
-def test_the_comment_check_catches_a_bare_knob(tmp_path):
-    (tmp_path / "x.yaml").write_text("defaults:\n  - config\n\nhydra:\n  n_jobs: 2\n  seed: 0  # why\n")
-    assert knobs_without_comment(tmp_path / "x.yaml") == ["x.yaml: n_jobs: 2"]
-
-
-def test_every_knob_of_every_preset_and_launcher_has_a_trailing_comment():
-    files = [*SWEEPS.glob("*.yaml"), *(SWEEPS.parent / "conf" / "launch").glob("*.yaml")]
-    assert len(files) >= 8
-    missing = [m for f in sorted(files) for m in knobs_without_comment(f)]
-    assert not missing, "knobs without a trailing comment:\n" + "\n".join(missing)
-
-
 @pytest.mark.parametrize("launch", sorted(LAUNCHERS))
 def test_each_launch_option_selects_its_hydra_launcher(launch):
     cfg = compose_preset("tutorial", [f"launch={launch}"])

@@ -18,7 +18,7 @@ from training.devices import Placement
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
 from training.run import begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
-from training.split import make_steps
+from training.split import Steps, make_steps
 from training.steps import add_sums, is_padded, means
 
 log = logging.getLogger("odyssey")

@@ -31,8 +31,11 @@ from training.tracking import Tracker
 
 log = logging.getLogger("odyssey")
 
-# keys that may change when a run is resumed into the same directory; any other change is refused
-RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "download", "platform", "study", "verbose")
+# keys that may change when a run is resumed into the same directory; any other change is refused. One list with
+# the overrides trial folders are not named by (conf/config.yaml: hydra.job.config.override_dirname.exclude_keys),
+# less `launch`, which picks a launcher and is no key of a run
+_FOLDER_BLIND = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "config.yaml").hydra.job.config.override_dirname.exclude_keys
+RESUMABLE_CHANGES = tuple(dict.fromkeys(key.split(".")[0] for key in _FOLDER_BLIND if key != "launch"))
 # speed paths that give the same numbers (tests/test_speed_settings.py, tests/test_devices.py): a run may
 # resume, or count as done, under another of them, and a record written before one of them existed is
 # still the same run; speed.dtype changes the numbers and is not here
