@@ -1,5 +1,9 @@
 """Local data files checked against the SHA-256 list that ships beside them, once per file version.
 
+What pooch does not do: downloads are pooch's (tasks/music.py: fetch, SHA-256 check, cache), and so is the
+hashing here (pooch.file_hash); this module adds only the `SHA256SUMS` lists beside local files and a cache
+of their digests, so a data folder is hashed once, not on every run.
+
 A data folder may hold a `SHA256SUMS` file (`sha256sum` format, paths relative to that folder), as
 ../shared/data does. Before a task reads a file listed there, its digest is compared; a mismatch is a
 DataError naming the file, so a truncated copy, or one data set saved under another's name, is never
@@ -9,11 +13,12 @@ file is hashed once, not on every run. Files that no list names are read uncheck
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from functools import lru_cache
 from pathlib import Path
+
+import pooch
 
 from tasks.base import DataError
 
@@ -21,10 +26,10 @@ LIST = "SHA256SUMS"
 
 
 def cache_dir() -> Path:
-    """Where downloads and digests are kept: $ODYSSEY_CACHE_DIR, else $XDG_CACHE_HOME/odyssey, else ~/.cache/odyssey."""
+    """Where downloads and digests are kept: $ODYSSEY_CACHE_DIR, else the user cache folder's odyssey/."""
     if os.environ.get("ODYSSEY_CACHE_DIR"):
         return Path(os.environ["ODYSSEY_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "odyssey"
+    return Path(pooch.os_cache("odyssey"))  # the platform's user cache (~/.cache/odyssey, honouring XDG_CACHE_HOME)
 
 
 @lru_cache(maxsize=16)
@@ -80,9 +85,5 @@ def digest(path: Path, known: dict) -> str:
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key not in known:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        known[key] = h.hexdigest()
+        known[key] = pooch.file_hash(str(path), alg="sha256")
     return known[key]

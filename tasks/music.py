@@ -20,16 +20,15 @@ same splits.)
 
 from __future__ import annotations
 
-import hashlib
 import pickle
-import urllib.error
-import urllib.request
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pooch
 
 from tasks.checksums import cache_dir, verify
 from tasks.base import DataError, Split, Task
@@ -123,21 +122,20 @@ def load_pickle(path: Path) -> dict[str, list[np.ndarray]]:
     return {s: [roll_from_notes(piece, f"{path} {s}[{i}]") for i, piece in enumerate(data[s])] for s in SPLITS}
 
 
+def http_downloader():
+    """pooch's HTTP downloader (requests), with a progress bar on a terminal; tests swap in their own."""
+    return pooch.HTTPDownloader(timeout=60, progressbar=sys.stderr.isatty())
+
+
 def download(url: str, dest: Path, sha256: str) -> Path:
-    """Fetch `url` into `dest` (atomically), refusing bytes whose SHA-256 differs from `sha256`."""
+    """Fetch `url` into `dest` with pooch, which checks the SHA-256 and keeps nothing that differs."""
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            data = response.read()
-    except (urllib.error.URLError, OSError) as e:
-        raise DataError(f"could not download {url} ({e}).") from e
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise DataError(f"{url}: downloaded {len(data)} bytes with SHA-256 {digest}, expected {sha256}; not kept.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    part.write_bytes(data)
-    part.replace(dest)
-    return dest
+        return Path(pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=dest.name, path=dest.parent,
+                                   downloader=http_downloader()))
+    except ValueError as e:  # pooch's hash mismatch (the downloaded bytes are deleted)
+        raise DataError(f"{url}: {e}; not kept.") from e
+    except Exception as e:  # requests' connection and HTTP errors, a full disk
+        raise DataError(f"could not download {url} ({type(e).__name__}: {e}).") from e
 
 
 def find_file(dataset: str, data_dir: str | None, allow_download: bool = True) -> Path:

@@ -1,10 +1,9 @@
 """Polyphonic music tasks: piano rolls from .mat or the original pickles, next-step NLL with padding masked."""
 
 import hashlib
-import io
 import os
 import pickle
-import urllib.error
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -49,10 +48,10 @@ def offline(monkeypatch, tmp_path):
     """An empty cache and no network, so nothing outside tmp_path is read or fetched."""
     monkeypatch.setenv("ODYSSEY_CACHE_DIR", str(tmp_path / "cache"))
 
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("network is unreachable")
+    def refuse(url, output_file, pooch):
+        raise ConnectionError("network is unreachable")
 
-    monkeypatch.setattr(music.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(music, "http_downloader", lambda: refuse)
 
 
 def test_splits_are_next_step_pairs_zero_padded(tmp_path, offline):
@@ -194,30 +193,31 @@ def test_missing_files_offline_say_where_they_looked_and_what_to_do(tmp_path, of
 
 
 def test_missing_files_without_download_fail_at_once_and_try_no_network(tmp_path, monkeypatch):
-    monkeypatch.setattr(music.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download without download=true"))
+    monkeypatch.setattr(music, "http_downloader", lambda: pytest.fail("no download without download=true"))
     with pytest.raises(DataError, match=r"neither JSB_Chorales.mat.*found.*download=true"):
         task_from_conf("jsb").load(str(tmp_path), 0)
 
 
-def fake_urlopen(payload):
-    def urlopen(url, timeout=None):
-        return io.BytesIO(payload)
-    return urlopen
+def serving(payload):
+    """A pooch downloader that serves `payload` for any URL, as a server would."""
+    def downloader(url, output_file, pooch):
+        Path(output_file).write_bytes(payload)
+    return lambda: downloader
 
 
 def test_the_download_is_checked_by_sha256_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("ODYSSEY_CACHE_DIR", str(tmp_path / "cache"))
     write_mat(tmp_path / "served" / "JSB_Chorales.mat")
     payload = (tmp_path / "served" / "JSB_Chorales.mat").read_bytes()
-    monkeypatch.setattr(music.urllib.request, "urlopen", fake_urlopen(b"not the file"))
+    monkeypatch.setattr(music, "http_downloader", serving(b"not the file"))
     task = task_from_conf("jsb")
     task.download = True
-    with pytest.raises(DataError, match="expected ac0e6085"):
+    with pytest.raises(DataError, match="ac0e6085.*not kept"):
         task.load(None, 0)
     assert not (tmp_path / "cache" / "polyphonic" / "JSB_Chorales.mat").exists()
 
     monkeypatch.setitem(music.DATASETS, "jsb", Source("JSB_Chorales.mat", hashlib.sha256(payload).hexdigest(), "x.pickle"))
-    monkeypatch.setattr(music.urllib.request, "urlopen", fake_urlopen(payload))
+    monkeypatch.setattr(music, "http_downloader", serving(payload))
     assert len(task.load(None, 0)["train"]["lengths"]) == 3
     assert (tmp_path / "cache" / "polyphonic" / "JSB_Chorales.mat").read_bytes() == payload
 
