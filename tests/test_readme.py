@@ -146,3 +146,13 @@ def test_every_benchmark_command_the_docs_quote_is_accepted(command):
     else:
         module = importlib.import_module(words[2])
         module.parser().parse_args(words[3:])
+
+
+def test_ci_runs_the_readmes_test_command_and_the_slow_tier_and_stops_at_a_failure():
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()
+    command = re.search(r"Run the tests.*?```bash\n(.*?)\n```", readme, re.S).group(1)
+    fast = command.split("&&")[-1].strip()
+    assert fast == "python -m pytest"
+    lines = [line.strip() for line in ci.splitlines()]
+    assert any(line.startswith(fast + " ") or line == fast for line in lines) and "set -euo pipefail" in lines
+    assert any(line.startswith("python -m pytest -m slow") for line in lines)
