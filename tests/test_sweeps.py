@@ -300,3 +300,16 @@ def test_random_search_runs_on_the_cluster_launcher_into_the_folders_its_seed_na
         assert 1e-6 <= c["lr"] <= 1e-2 and 20 <= c["hidden"] <= 200 and 0 <= c["input_noise"] <= 1
         assert c["optimizer"]["name"] == "sgd" and c["optimizer"]["nesterov"] is True
         assert c["optimizer"]["momentum"] == pytest.approx(1 - c["optimizer"]["one_minus_momentum"])
+
+
+def test_the_preset_list_is_read_from_the_files_and_counts_what_their_headers_say(capsys):
+    """`python -m sweeps.presets` lists without composing a trial (seconds, not minutes)."""
+    from sweeps.presets import main
+
+    main([])
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for name in preset_names():
+        jobs = re.search(r"# Jobs:.*?([\d,]+) trials", (SWEEPS / f"{name}.yaml").read_text()).group(1).replace(",", "")
+        assert name in lines
+        if "per command" not in lines[name]:
+            assert lines[name].endswith(f" {jobs} trials"), lines[name]
