@@ -156,6 +156,7 @@ class Schema:
     platform: Optional[str] = None
     speed: SpeedSchema = field(default_factory=SpeedSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
+    tensorboard: bool = MISSING
 
 
 ConfigStore.instance().store(name="odyssey_schema", node=Schema)

@@ -1,4 +1,5 @@
-"""wandb for dashboards, with the run always closed (even when training fails) so a multirun goes on."""
+"""Dashboards: wandb, and TensorBoard event files for a look without an account; each run is always closed
+(even when training fails) so a multirun goes on."""
 
 from __future__ import annotations
 
@@ -28,9 +29,53 @@ def sweep_group() -> str | None:
     return None
 
 
+# the hyperparameters TensorBoard's HParams tab shows per run (the swept ones, and what identifies the model)
+HPARAMS = ("cell.name", "lr", "hidden", "layers", "input_noise", "dropout", "optimizer.name", "optimizer.momentum",
+           "batch_size", "seed")
+
+
+def hparams_of(resolved_config: dict) -> dict:
+    """The HPARAMS a config holds, by dotted name; None (a momentum Adam lacks) is left out, as HParams wants."""
+    out = {}
+    for key in HPARAMS:
+        node = resolved_config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            out[key] = node
+    return out
+
+
+class EventFiles:
+    """TensorBoard event files in <run>/tensorboard/: the epoch rows wandb gets, and the run's hyperparameters
+    for the HParams tab (tensorboardX: no TensorFlow needed). `tensorboard --logdir multirun/<study>` shows a
+    sweep's trials live, each as the run named by its folder."""
+
+    def __init__(self, run_dir: Path, resolved_config: dict, objective: str | None):
+        from tensorboardX import SummaryWriter
+        from tensorboardX.summary import hparams
+
+        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), flush_secs=10)
+        metrics = {f"{part}/{objective}": 0.0 for part in ("valid", "test")} if objective else {}
+        for summary in hparams(hparams_of(resolved_config), metrics):
+            self.writer.file_writer.add_summary(summary)
+
+    def log(self, metrics: dict, step: int) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+                self.writer.add_scalar(key, value, global_step=step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class Tracker:
     def __init__(self, cfg, run_dir: Path, resolved_config: dict, run_id: str | None = None):
+        from tasks import TASKS
+
         self.run = None
+        objective = getattr(TASKS.get(cfg.task.name), "objective", (None,))[0]
+        self.events = EventFiles(run_dir, resolved_config, objective) if cfg.tensorboard else None
         if cfg.wandb.mode == "disabled":
             return
         import wandb
@@ -60,12 +105,17 @@ class Tracker:
         in the run's summary with the last epoch's."""
         if self.run is not None:
             self.run.log(metrics, step=step, commit=True)
+        if self.events is not None:
+            self.events.log(metrics, step)
 
     def summary(self, values: dict) -> None:
         if self.run is not None:
             self.run.summary.update(values)
 
     def finish(self, failed: bool = False) -> None:
+        if self.events is not None:
+            self.events.close()
+            self.events = None
         if self.run is not None:
             self.run.finish(exit_code=1 if failed else 0)
             self.run = None
