@@ -9,6 +9,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 REFERENCE, SIGNIFICANT, OTHER = "#888888", "#1f77b4", "#dddddd"  # Greff marks significant variants in blue
@@ -46,7 +48,7 @@ def box_plots(all_trials: dict[str, list[float]], best: dict[str, list[float]], 
     plt.close(fig)
 
 
-def metric_vs_lr(groups: dict[str, tuple[list[float], list[float]]], label: str, path) -> None:
+def metric_vs_lr(groups: dict[str, tuple[list[float], list[float]]], label: str, path, title: str = "") -> None:
     """Greff's Fig. 4: one small panel per variant, test metric against learning rate (log x)."""
     names = list(groups)
     cols = min(3, len(names))
@@ -59,16 +61,15 @@ def metric_vs_lr(groups: dict[str, tuple[list[float], list[float]]], label: str,
         ax.set_xscale("log")
         ax.set_title(name, fontsize=10)
         _metric_axis(ax, every, label if ax in axes[:, 0] else "")
-    for ax in axes.flat[len(names):]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("learning rate")
+    _hide_spare_panels(axes, len(names), "learning rate")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def importance_bars(shares: dict[str, dict[str, float]], path) -> None:
+def importance_bars(shares: dict[str, dict[str, float]], path, title: str = "") -> None:
     """fANOVA: one stacked bar per group of trials (all variants, then each), one colour per effect."""
     groups = list(shares)[::-1]  # matplotlib draws the first bar at the bottom
     effects = list(dict.fromkeys(k for s in shares.values() for k in s))
@@ -82,35 +83,60 @@ def importance_bars(shares: dict[str, dict[str, float]], path) -> None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the test metric's variance (fANOVA)")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def learning_curves(curves: dict[str, list[tuple[list[int], list[float], list[float]]]], label: str, path) -> None:
-    """One panel per variant: each trial's validation metric (solid) and training loss-side metric (dotted)
-    against the epoch, so under- and over-fitting and early stops can be seen."""
+def learning_curves(curves: dict[str, list[tuple[list[int], list[float], list[float]]]], label: str, path,
+                    lrs: dict[str, list[float]] | None = None, title: str = "") -> None:
+    """One panel per variant: each trial's validation metric (solid) and training metric (dotted) against the
+    epoch, so under- and over-fitting and early stops can be seen. Lines are coloured by the trial's learning
+    rate on one log scale (a colour bar says which), trials of one epoch are drawn as points, and the axes
+    hold every point (log scale when the values span orders of magnitude)."""
     names = list(curves)
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), sharey=True, squeeze=False)
-    # the axis spans the curves after their first two epochs: the untrained start would flatten the rest
-    every = np.concatenate([np.asarray(v[2:] or v, float) for n in names for _, v, _ in curves[n]] or [np.zeros(1)])
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 0.8, 2.6 * rows + 0.4), sharey=True, squeeze=False,
+                             layout="constrained")  # room for the colour bar
+    every = np.concatenate([np.asarray(v + t, float) for n in names for _, v, t in curves[n]] or [np.zeros(1)])
     every = every[np.isfinite(every)] if np.isfinite(every).any() else np.zeros(1)
-    colors = plt.get_cmap("tab10")
+    rates = [lr for n in names for lr in (lrs or {}).get(n, []) if lr and lr > 0]
+    norm = LogNorm(min(rates), max(rates) * (1.0001 if min(rates) == max(rates) else 1)) if rates else None
+    cmap, cycle = plt.get_cmap("viridis"), plt.get_cmap("tab10")
     for ax, name in zip(axes.flat, names):
         for i, (epochs, valid, train) in enumerate(curves[name]):
-            ax.plot(epochs, valid, color=colors(i % 10), lw=1)
-            ax.plot(epochs, train, color=colors(i % 10), lw=0.8, ls=":")
-        ax.set_title(f"{name} ({len(curves[name])} trials)", fontsize=10)
+            lr = (lrs or {}).get(name, [None] * (i + 1))[i]
+            color = cmap(norm(lr)) if norm is not None and lr and lr > 0 else cycle(i % 10)
+            marker = "o" if len(epochs) == 1 else None  # a one-epoch trial is a point, not an invisible line
+            ax.plot(epochs, valid, color=color, lw=1, marker=marker, ms=3)
+            ax.plot(epochs, train, color=color, lw=0.8, ls=":", marker=marker, ms=2, mfc="none")
+        count = len(curves[name])
+        ax.set_title(f"{name} ({count} trial{'s' if count != 1 else ''})", fontsize=10)
         _metric_axis(ax, every, label if ax in axes[:, 0] else "")
-        low, high = every.min(), every.max()
-        ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
-    for ax in axes.flat[len(names):]:
-        ax.set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("epoch")
-    fig.suptitle("solid: validation; dotted: training", fontsize=9)
-    fig.tight_layout()
+        if ax.get_yscale() == "linear":
+            low, high = every.min(), every.max()
+            ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.05 * (high - low + 1e-9))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _hide_spare_panels(axes, len(names), "epoch")
+    fig.suptitle((title + "\n" if title else "") + "solid: validation; dotted: training", fontsize=9)
+    if norm is not None:
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, fraction=0.03, pad=0.02)
+        bar.set_label("learning rate")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _hide_spare_panels(axes, used: int, xlabel: str) -> None:
+    """Hide the grid's unused panels; the panel above a hidden one keeps its x tick labels and label, which
+    sharex would otherwise leave to the hidden panel."""
+    rows, cols = axes.shape
+    for k, ax in enumerate(axes.flat):
+        r, c = divmod(k, cols)
+        if k >= used:
+            ax.set_visible(False)
+        elif r == rows - 1 or (r + 1) * cols + c >= used:  # the lowest visible panel of its column
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel(xlabel)
