@@ -208,7 +208,7 @@ def test_report_marks_the_shifted_variant_significant_and_ranks_by_the_metric(sw
 
 def test_report_finds_lr_most_important_in_each_variant(sweep):
     mnist = section((sweep / "report" / "report.md").read_text(), "mnist")
-    fanova = section(mnist, "Hyperparameter importance", "###")
+    fanova = section(mnist, "Hyperparameter importance", "###").split("95 % bootstrap intervals")[0]  # the shares' table
     header, _, *rows = [line.strip("| ").split(" | ") for line in fanova.splitlines() if line.startswith("|")]
     assert header == ["trials of", "n", "lr", "hidden", "momentum", "input_noise", "lr x hidden", "rest"]
     assert [row[:2] for row in rows] == [["all variants", "120"], ["v", "40"], ["nig", "40"], ["np", "40"]]
@@ -436,3 +436,47 @@ def test_odd_settings_names_each_trial_whose_settings_are_not_the_majoritys_and_
     tie = evidence.odd_settings({"a": config(), "b": config(batch_size=16)})
     assert tie["tie"] and tie["kept"] == 1 and [o["path"] for o in tie["odd"]] == ["b"]  # '{"batch_size": "1"' sorts first
 
+
+def test_a_study_mixing_settings_reports_its_odd_trials_and_pairs_the_rest(tmp_path):
+    """Three variants on the same 12 draws, nig worse by 0.01 in every draw; two more v trials run with
+    another batch size and another patience: they are named and left out, never pooled."""
+    rng = np.random.default_rng(0)
+    draws = [(10 ** rng.uniform(-6, -2), int(rng.integers(20, 200)), 1 - 10 ** rng.uniform(-2, 0), rng.uniform(0, 1))
+             for _ in range(12)]
+    for cell, shift in (("v", 0.0), ("nig", -0.01), ("np", 0.0)):
+        for i, (lr, hidden, momentum, noise) in enumerate(draws[: 11 if cell == "np" else 12]):  # np lacks a draw
+            write_record(tmp_path / f"cell={cell}" / str(i), cell=cell, lr=lr, hidden=hidden, momentum=momentum,
+                         noise=noise, value=accuracy(lr, shift, rng))
+    for name, key, value in (("batch", "batch_size", 16), ("patience", "patience", 5)):
+        write_record(tmp_path / "odd" / name, lr=draws[0][0], value=0.5)
+        record = json.loads((tmp_path / "odd" / name / "result.json").read_text())
+        record["config"][key] = value
+        (tmp_path / "odd" / name / "result.json").write_text(json.dumps(record))
+    report.write_report(tmp_path)
+    mnist = section((tmp_path / "report" / "report.md").read_text(), "mnist")
+    assert "35 trials of 3 variant(s). 2 more left out: their settings differ (below)." in mnist
+    odd = section(mnist, "Trials left out: settings differ from the other trials'", "###")
+    assert "`odd/batch` | batch_size = 16 (32) |" in odd
+    assert "`odd/patience` | patience = 5 (absent) |" in odd  # write_record's config has no patience key
+    assert "| v | 12 | " in section(mnist, "Summary per variant", "###")  # not 14: the odd two are out
+    paired = section(mnist, "Paired comparison against v", "###")
+    assert "Design: **paired**. 2 of 2 variants share draws" in paired
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in paired.splitlines() if line.startswith("| n")}
+    assert rows["nig"][1] == "12" and rows["np"][1] == "11" and rows["nig"][6] == "yes" and rows["np"][6] == "no"
+    effects = section(mnist, "Effect sizes against v", "###")
+    assert "| nig | 12 / 12 |" in effects and "| np | 11 / 12 |" in effects and "80 % power at p < 0.025" in effects
+
+
+def test_the_report_says_when_there_is_nothing_to_pair_and_gives_every_new_section(sweep):
+    md = (sweep / "report" / "report.md").read_text()
+    mnist = section(md, "mnist")
+    assert "Design: **unpaired**. No trial of another variant repeats a draw" in mnist  # every trial drew its own
+    assert "All 120 trials share their settings" in mnist
+    welch = section(mnist, "Welch's t-test against v", "###")
+    assert "Holm: the step-down correction over the 2 testable comparisons" in welch
+    effects = [line.split(" | ") for line in section(mnist, "Effect sizes against v", "###").splitlines()
+               if line.startswith("| nig")]
+    low, high = map(float, effects[0][2].split("[")[1].rstrip("]").split(", "))
+    assert low < -0.03 + 0.01 and high > -0.03 - 0.01 and high < 0  # the 0.03 shift (plus the draws' spread)
+    intervals = section(mnist, "Hyperparameter importance", "###").split("95 % bootstrap intervals")[1]
+    assert f"each refit with {evidence.FANOVA_RESAMPLE_TREES} trees" in intervals and "| all variants | 30 |" in intervals
