@@ -2,11 +2,13 @@
 
     python -m sweeps.report multirun/random_search            # -> multirun/random_search/report/
     python -m sweeps.report runs/ --out /tmp/report --reference np
+    python -m sweeps.report docs/studies/greff_jsb/records.jsonl.gz   # -> docs/studies/greff_jsb/
 
 Reads every run record below the folder (result.json, or only metrics.jsonl for a run that never wrote
 one), from single runs, population runs or sweeps alike, and writes report.md, report.html (the same
 page with its figures embedded) and the PNG figures. Runs that failed or did not finish are listed with
-their error, never dropped. The statistics live in sweeps.evidence, the drawing in sweeps.figures.
+their error, never dropped. A records.jsonl.gz (a study's records packed by sweeps.records) is read as
+the folder it was packed from. The statistics live in sweeps.evidence, the drawing in sweeps.figures.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import json
 import math
 import re
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from sweeps import evidence, figures
+from sweeps import evidence, figures, records
 from sweeps.evidence import Trial
 
 COUNTED = ("completed", "diverged")  # runs with a best epoch; failed and running ones are listed instead
@@ -400,17 +403,25 @@ def ranking_table(by_variant: dict, metric: str, mode: str) -> str:
                    "–" if t.seed is None else t.seed, f"`{t.path}`"] for i, t in enumerate(winners)], "rlrrrrrrl")
 
 
-def write_report(root, out=None, reference: str = "v") -> Path:
-    """Read the records below `root`, write report.md, report.html and the figures into `out`."""
+def write_report(root, out=None, reference: str = "v", title: str | None = None) -> Path:
+    """Read the records below `root`, write report.md, report.html and the figures into `out`.
+
+    `root` may also be a records.jsonl.gz (sweeps.records): it is unpacked into a temporary folder and
+    read as that folder, the title naming the folder it was packed from; `out` defaults to its folder.
+    """
     root = Path(root)
+    if records.is_packed(root):
+        with tempfile.TemporaryDirectory() as tmp:
+            sweep = records.unpack(root, tmp)["sweep"]
+            return write_report(tmp, Path(out) if out else root.parent, reference, title=sweep)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder of run records")
+        raise FileNotFoundError(f"{root} is not a folder of run records or a records{records.SUFFIX}")
     out = Path(out) if out else root / "report"
     trials, problems = load(root, skip=out)
     if not trials and not problems:
         raise FileNotFoundError(f"No run records (result.json or metrics.jsonl) below {root}")
     out.mkdir(parents=True, exist_ok=True)
-    md = [f"# Sweep report: `{root}`", "",
+    md = [f"# Sweep report: `{title or root}`", "",
           f"{len(trials) + len(problems)} run records: {len(trials)} count as trials, {len(problems)} do not "
           "(listed at the end).", "", INTRO.format(ref=reference)]
     by_task = defaultdict(list)
@@ -444,13 +455,14 @@ def html(markdown: str, folder: Path) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dir", help="folder holding run records (searched recursively)")
-    parser.add_argument("--out", help="where to write the report (default: <dir>/report)")
+    parser.add_argument("dir", help="folder holding run records (searched recursively), or a records.jsonl.gz "
+                                    "packed by sweeps.records")
+    parser.add_argument("--out", help="where to write the report (default: <dir>/report; beside a records.jsonl.gz)")
     parser.add_argument("--reference", default="v", help="variant the t-tests compare against (default: v)")
     args = parser.parse_args(argv)
     try:
         path = write_report(args.dir, args.out, args.reference)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # ValueError: a records.jsonl.gz that is not one
         sys.exit(f"sweeps.report: {e}")
     print(f"wrote {path}, report.html and the figures beside it")
 
