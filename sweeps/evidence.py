@@ -311,9 +311,10 @@ def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], 
 
 
 # The bootstrap intervals of the fANOVA shares: resamples of the trials, and trees per resample's forest.
-# Bounded so that a report stays within seconds (30 x 64 trees: ~2 s per 100 trials, beside ~2 s for the
-# 1024-tree point estimate); a 64-tree forest adds its own seed-to-seed spread (lr moved 12 points with 32
-# trees on greff_jsb's 90 trials), which widens the intervals: they are conservative.
+# Bounded: 30 resamples x 64 trees cost about 1.5 x the 1024-tree point estimate (120 trials: 8 s against
+# 5.7 s on this project's 2-core box under a load of 9), and only the pooled row gets them. A 64-tree forest
+# adds its own seed-to-seed spread (lr moved 12 points with 32 trees on greff_jsb_batch16's 90 trials),
+# which widens the intervals: they are conservative.
 FANOVA_RESAMPLES, FANOVA_RESAMPLE_TREES = 30, 64
 
 
