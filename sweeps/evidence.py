@@ -5,6 +5,7 @@
     holm              Holm's step-down correction of a family of p-values
     effect            a difference of means or medians with its bootstrap 95 % interval
     detectable        the difference a t-test detects with 80 % power, for given n, spread and alpha
+    effects_against   per variant: both differences with intervals, and the detectable difference at alpha / m
     paired_compare_to Wilcoxon's signed-rank test on the draws a variant shares with the reference
     importance        fANOVA (Hutter et al. 2014): the share of the test metric's variance that each
                       hyperparameter, and the lr x hidden interaction, explains
@@ -180,8 +181,8 @@ def pooled_sd(a, b) -> float:
 
 def effects_against(groups: dict[str, list[float]], reference: str = "v", alpha: float = ALPHA) -> list[dict]:
     """Per variant against `reference`: difference of means and of medians with bootstrap intervals, and
-    the difference detectable with POWER at the strictest corrected level alpha / m (Bonferroni's, and
-    Holm's first step), given both groups' sizes and pooled spread."""
+    the difference detectable with POWER at alpha / m (Bonferroni's level, at least as strict as any step
+    of Holm's), given both groups' sizes and pooled spread."""
     others = [name for name in groups if name != reference]
     if reference not in groups or not others:
         return []

@@ -298,8 +298,8 @@ def effects_section(values: dict, metric: str, reference: str) -> list[str]:
     return [f"Variant − {reference} in {metric} over all trials, with 95 % bootstrap intervals (BCa, "
             f"{evidence.BOOTSTRAP} resamples of each group). The last column is the power line: with these trials "
             f"and this spread (the groups' pooled sd), a difference of that size in {metric} is detected with "
-            f"{100 * evidence.POWER:.0f} % power at p < {alpha:.2g} (0.05 / {len(rows)}: Bonferroni's threshold and Holm's "
-            "first step; two-sided t-test, statsmodels' TTestIndPower).", "",
+            f"{100 * evidence.POWER:.0f} % power at p < {alpha:.2g} (0.05 / {len(rows)}: Bonferroni's threshold, at least as "
+            "strict as any step of Holm's; two-sided t-test, statsmodels' TTestIndPower).", "",
             table(["variant", f"trials (/ {reference})", "Δ mean [95 % CI]", "Δ median [95 % CI]", "pooled sd",
                    f"Δ detected with {100 * evidence.POWER:.0f} % power"],
                   [[r["variant"], f"{r['n']} / {r['n_reference']}", interval(r["mean"]), interval(r["median"]),
