@@ -1,9 +1,17 @@
 """The statistics of Greff et al. (2017) on a sweep's trials, with no plotting or file handling.
 
     best_share        the best 10 % of a variant's trials (Greff's lower row of Fig. 3)
-    compare_to        Welch's t-test of each variant against the reference (V), Bonferroni-corrected
+    compare_to        Welch's t-test of each variant against the reference (V), Bonferroni- and Holm-corrected
+    holm              Holm's step-down correction of a family of p-values
+    effect            a difference of means or medians with its bootstrap 95 % interval
+    detectable        the difference a t-test detects with 80 % power, for given n, spread and alpha
+    effects_against   per variant: both differences with intervals, and the detectable difference at alpha / m
+    paired_compare_to Wilcoxon's signed-rank test on the draws a variant shares with the reference
     importance        fANOVA (Hutter et al. 2014): the share of the test metric's variance that each
                       hyperparameter, and the lr x hidden interaction, explains
+    importance_intervals  bootstrap intervals of those shares (trials resampled, forests refit)
+    odd_settings      trials whose settings (outside the searched hyperparameters and the cell) are not
+                      their task's majority's: a study that mixes code versions or settings
 
 A trial is one finished run: its variant, its test metric and the hyperparameters Greff searched.
 """
@@ -11,7 +19,9 @@ A trial is one finished run: its variant, its test metric and the hyperparameter
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +77,7 @@ def compare_to(groups: dict[str, list[float]], reference: str = "v", alpha: floa
 
     The threshold is Bonferroni-corrected for the number of comparisons (alpha / m): with nine
     variants, an uncorrected 5 % test would flag one of them by chance about a third of the time.
+    Each row also has Holm's adjusted p ("holm_p") and verdict ("holm"), over the testable comparisons.
     """
     others = [name for name in groups if name != reference]
     if reference not in groups or not others:
@@ -79,6 +90,155 @@ def compare_to(groups: dict[str, list[float]], reference: str = "v", alpha: floa
         p = stats.ttest_ind(a, b, equal_var=False).pvalue if testable else float("nan")
         rows.append({"variant": name, "n": len(a), "diff": float(a.mean() - b.mean()), "p": float(p),
                      "significant": bool(p < threshold), "uncorrected": bool(p < alpha), "threshold": threshold})
+    for row, adjusted, reject in zip(rows, *holm([r["p"] for r in rows], alpha)):
+        row.update(holm_p=adjusted, holm=reject)
+    return rows
+
+
+def holm(pvalues, alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
+    """Holm's step-down correction (statsmodels' multipletests): adjusted p-values and which are rejected
+    at family-wise error `alpha`.
+
+    The smallest p is compared with alpha / m, the next with alpha / (m - 1), and so on until one fails:
+    the same family-wise guarantee as Bonferroni's alpha / m for all, never fewer rejections. A NaN p (a
+    comparison that cannot be tested) is left out of the family and stays NaN, not rejected.
+    """
+    p = np.asarray(pvalues, float)
+    adjusted, reject = np.full(p.shape, np.nan), np.zeros(p.shape, bool)
+    finite = np.isfinite(p)
+    if finite.any():
+        from statsmodels.stats.multitest import multipletests  # imported here: statsmodels takes ~1 s to import
+
+        reject[finite], adjusted[finite], _, _ = multipletests(p[finite], alpha=alpha, method="holm")
+    return [float(x) for x in adjusted], [bool(x) for x in reject]
+
+
+BOOTSTRAP = 2000  # resamples for the intervals of differences (scipy.stats.bootstrap, BCa)
+
+
+def effect(a, b, statistic: str = "mean", seed: int = 0) -> dict:
+    """statistic(a) - statistic(b) ("mean" or "median", in the metric's units) with its 95 % bootstrap
+    interval: BCa (bias-corrected and accelerated) over BOOTSTRAP resamples, each group resampled on
+    its own. `b` None: a one-sample statistic of `a` (e.g. paired differences), resampled as a whole.
+
+    Groups without any spread give the difference itself as the interval; fewer than 2 values in a
+    group, no interval (low and high NaN).
+    """
+    fn = {"mean": np.mean, "median": np.median}[statistic]
+    samples = (np.asarray(a, float),) if b is None else (np.asarray(a, float), np.asarray(b, float))
+    if min(len(x) for x in samples) == 0:  # e.g. a variant with no pair
+        return {"diff": float("nan"), "low": float("nan"), "high": float("nan")}
+    point = float(fn(samples[0]) - (fn(samples[1]) if b is not None else 0.0))
+    if min(len(x) for x in samples) < 2:
+        return {"diff": point, "low": float("nan"), "high": float("nan")}
+    if all(np.ptp(x) == 0 for x in samples):
+        return {"diff": point, "low": point, "high": point}
+
+    def stat(*xs, axis=-1):
+        return fn(xs[0], axis=axis) - (fn(xs[1], axis=axis) if len(xs) > 1 else 0.0)
+
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a BCa that cannot be computed (ties) falls back to percentiles below
+        ci = None
+        for method in ("BCa", "percentile"):
+            ci = stats.bootstrap(samples, stat, n_resamples=BOOTSTRAP, method=method, vectorized=True,
+                                 random_state=np.random.default_rng(seed)).confidence_interval
+            if np.isfinite(ci.low) and np.isfinite(ci.high):
+                break
+    return {"diff": point, "low": float(ci.low), "high": float(ci.high)}
+
+
+POWER = 0.8  # the power the detectable differences are quoted at
+
+
+def detectable(n: int, sd: float, alpha: float, n_other: int | None = None, power: float = POWER) -> float:
+    """The smallest difference (in the units of `sd`) that a two-sided t-test at `alpha` detects with
+    probability `power`: statsmodels' TTestIndPower for two groups of n and n_other trials and pooled
+    standard deviation sd, or TTestPower for n pairs (n_other None) whose differences have standard
+    deviation sd. Student's t with equal variances: for Welch's test and Wilcoxon's (asymptotic
+    efficiency >= 0.864 of the t-test's) an approximation. NaN below 2 trials (pairs) per group.
+    """
+    if n < 2 or (n_other is not None and n_other < 2) or not math.isfinite(sd):
+        return float("nan")
+    from statsmodels.stats.power import TTestIndPower, TTestPower
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if n_other is None:
+            es = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power)
+        else:
+            es = TTestIndPower().solve_power(effect_size=None, nobs1=n, alpha=alpha, power=power, ratio=n_other / n)
+    return float(np.asarray(es).reshape(-1)[0]) * sd
+
+
+def pooled_sd(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) + len(b) < 3:
+        return float("nan")
+    return float(math.sqrt(((len(a) - 1) * a.var(ddof=1 if len(a) > 1 else 0) + (len(b) - 1) * b.var(ddof=1 if len(b) > 1 else 0))
+                           / (len(a) + len(b) - 2)))
+
+
+def effects_against(groups: dict[str, list[float]], reference: str = "v", alpha: float = ALPHA) -> list[dict]:
+    """Per variant against `reference`: difference of means and of medians with bootstrap intervals, and
+    the difference detectable with POWER at alpha / m (Bonferroni's level, at least as strict as any step
+    of Holm's), given both groups' sizes and pooled spread."""
+    others = [name for name in groups if name != reference]
+    if reference not in groups or not others:
+        return []
+    b = groups[reference]
+    return [{"variant": name, "n": len(groups[name]), "n_reference": len(b),
+             "mean": effect(groups[name], b, "mean"), "median": effect(groups[name], b, "median"),
+             "detectable": detectable(len(groups[name]), pooled_sd(groups[name], b), alpha / len(others), len(b))}
+            for name in others]
+
+
+# A trial's draw: the hyperparameters Greff's random search samples, and the seed. Trials of different
+# variants with the same draw differ only by their cell: a pair.
+DRAW = ("lr", "hidden", "momentum", "input_noise", "seed")
+
+
+def draw_of(trial: "Trial") -> tuple:
+    return tuple(getattr(trial, k) for k in DRAW)
+
+
+def pairs(trials: list["Trial"], reference: list["Trial"]) -> tuple[list[tuple[float, float]], int]:
+    """(value, reference value) for every draw that both lists hold exactly once (a complete pair); and
+    how many shared draws were left out because one side holds them more than once (duplicate records
+    of a draw cannot be matched one to one). Pairs come in a fixed order (by draw), so that bootstrap
+    intervals over them are reproducible."""
+    mine, ref = {}, {}
+    for ts, into in ((trials, mine), (reference, ref)):
+        for t in ts:
+            into.setdefault(draw_of(t), []).append(t)
+    shared = sorted(set(mine) & set(ref), key=repr)
+    complete = [d for d in shared if len(mine[d]) == len(ref[d]) == 1]
+    return [(mine[d][0].value, ref[d][0].value) for d in complete], len(shared) - len(complete)
+
+
+def paired_compare_to(by_variant: dict[str, list["Trial"]], reference: str = "v", alpha: float = ALPHA) -> list[dict]:
+    """Wilcoxon's signed-rank test on the paired differences (variant - reference, one per shared draw),
+    Holm-corrected over the variants; each row names its number of pairs. Also the mean and median of
+    the differences with bootstrap intervals (resampling pairs) and the difference detectable with POWER
+    at alpha / m given the differences' spread. A variant with no pair gets a row with 0 pairs and NaNs."""
+    others = [name for name in by_variant if name != reference]
+    if reference not in by_variant or not others:
+        return []
+    rows = []
+    for name in others:
+        matched, duplicated = pairs(by_variant[name], by_variant[reference])
+        d = np.array([x - y for x, y in matched], float)
+        testable = len(d) >= 2 and np.any(d != 0)  # Wilcoxon drops zero differences; all zero: nothing to test
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's note that ties or zeros make it switch to the normal approximation
+            p = float(stats.wilcoxon(d).pvalue) if testable else float("nan")
+        rows.append({"variant": name, "pairs": len(d), "duplicated": duplicated, "p": p,
+                     "uncorrected": bool(p < alpha),
+                     "mean": effect(d, None, "mean"), "median": effect(d, None, "median"),
+                     "detectable": detectable(len(d), float(np.std(d, ddof=1)) if len(d) > 1 else float("nan"),
+                                              alpha / len(others))})
+    for row, adjusted, reject in zip(rows, *holm([r["p"] for r in rows], alpha)):
+        row.update(holm_p=adjusted, holm=reject)
     return rows
 
 
@@ -95,7 +255,7 @@ def features(trials: list[Trial]) -> dict[str, np.ndarray]:
     return out
 
 
-def importance(trials: list[Trial], seed: int = 0) -> tuple[dict[str, float] | None, str]:
+def importance(trials: list[Trial], seed: int = 0, trees: int | None = None) -> tuple[dict[str, float] | None, str]:
     """fANOVA shares of variance of the test metric, or None and the reason it could not be computed.
 
     Keys: each varying hyperparameter (main effect), "lr x hidden" (pure interaction, when both
@@ -111,7 +271,8 @@ def importance(trials: list[Trial], seed: int = 0) -> tuple[dict[str, float] | N
         return None, "the test metric is the same in every trial"
     names = list(cols)
     pairs = [(names.index(a), names.index(b)) for a, b in INTERACTIONS if a in cols and b in cols]
-    shares = fanova_shares(np.column_stack([cols[n] for n in names]), y, [(i,) for i in range(len(names))] + pairs, seed)
+    shares = fanova_shares(np.column_stack([cols[n] for n in names]), y, [(i,) for i in range(len(names))] + pairs, seed,
+                           trees)
     out = {" x ".join(names[i] for i in key): float(v) for key, v in shares.items()}
     out["rest"] = max(0.0, 1.0 - sum(out.values()))
     return out, ""
@@ -122,7 +283,8 @@ def importance(trials: list[Trial], seed: int = 0) -> tuple[dict[str, float] | N
 TREES = 1024
 
 
-def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], seed: int = 0) -> dict:
+def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], seed: int = 0,
+                  trees: int | None = None) -> dict:
     """Share of the forest's variance explained by each subset of columns (fANOVA, Hutter et al. 2014).
 
     A regression forest (scikit-learn) is fit to (X, y); each tree is a set of leaves, boxes with a value,
@@ -138,7 +300,7 @@ def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], 
     from sklearn.ensemble import RandomForestRegressor
 
     leaf = leaf_size(len(y))
-    forest = RandomForestRegressor(n_estimators=TREES, max_depth=64, min_samples_split=2,
+    forest = RandomForestRegressor(n_estimators=trees or TREES, max_depth=64, min_samples_split=2,
                                    min_samples_leaf=leaf, random_state=seed).fit(X, y)
     bounds = np.column_stack([X.min(axis=0), X.max(axis=0)])
     per_tree = [_tree_shares(_leaves(e.tree_, bounds), bounds, subsets) for e in forest.estimators_]
@@ -147,6 +309,36 @@ def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], 
         raise ValueError(f"fANOVA: the forest predicts a constant ({len(y)} trials, leaves of >= {leaf}); "
                          "nothing to attribute")
     return {u: float(np.mean([shares[u] for shares in varying])) for u in subsets}
+
+
+# The bootstrap intervals of the fANOVA shares: resamples of the trials, and trees per resample's forest.
+# Bounded: 30 resamples x 64 trees cost about 1.5 x the 1024-tree point estimate (120 trials: 8 s against
+# 5.7 s on this project's 2-core box under a load of 9), and only the pooled row gets them. A 64-tree forest
+# adds its own seed-to-seed spread (lr moved 12 points with 32 trees on greff_jsb_batch16's 90 trials),
+# which widens the intervals: they are conservative.
+FANOVA_RESAMPLES, FANOVA_RESAMPLE_TREES = 30, 64
+
+
+def importance_intervals(trials: list[Trial], resamples: int = FANOVA_RESAMPLES, trees: int = FANOVA_RESAMPLE_TREES,
+                         level: float = 0.95, seed: int = 0) -> tuple[dict[str, tuple[float, float]], int]:
+    """Percentile bootstrap intervals of importance()'s shares: the trials are resampled with replacement
+    `resamples` times and a `trees`-tree forest (seed varied per resample) is refit to each. Returns
+    {effect: (low, high)} and how many resamples gave shares (one whose forest is constant, or in which
+    no hyperparameter varies, is dropped); an effect absent from a resample counts as 0 there."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    for b in range(resamples):
+        sample = [trials[i] for i in rng.integers(0, len(trials), len(trials))]
+        try:
+            shares, _ = importance(sample, seed=b, trees=trees)
+        except ValueError:  # a constant forest: nothing to attribute in this resample
+            shares = None
+        if shares:
+            draws.append(shares)
+    effects = list(dict.fromkeys(k for d in draws for k in d))
+    tail = 100 * (1 - level) / 2
+    return {e: tuple(float(x) for x in np.percentile([d.get(e, 0.0) for d in draws], [tail, 100 - tail]))
+            for e in effects}, len(draws)
 
 
 def leaf_size(n: int) -> int:
@@ -209,3 +401,54 @@ def _tree_shares(leaves, bounds: np.ndarray, subsets) -> dict | None:
         return variance[u]
 
     return {u: marginal_variance(tuple(u)) / total for u in subsets}
+
+
+# Config keys that do not make two trials different experiments, so odd_settings ignores them: the
+# hyperparameters the searches draw (they differ by design), the cell's name and switches (the variant,
+# which is what is compared), and bookkeeping that leaves the numbers alone (logging, paths, the
+# platform, evaluation batch size, and the speed settings that compute the same numbers; speed.dtype
+# changes them and counts). Everything else (task.*, optimizer name and constants, batch_size, epochs,
+# patience, layers, dropout, grad_clip, the cell's initialisers and forget bias, ...) must agree.
+NOT_SETTINGS = ("lr", "hidden", "input_noise", "seed", "optimizer.momentum", "optimizer.one_minus_momentum",
+                "cell.name", "cell.switches", "wandb", "verbose", "study", "data_dir", "download", "platform",
+                "eval_batch_size", "speed.unroll", "speed.hoist_projection", "speed.fused_gradient", "speed.kernel",
+                "speed.cpu_devices", "speed.keep_freed_memory")
+ABSENT = "absent"  # a key one trial's config has and another's lacks: records of another code version
+
+
+def settings(config: dict, prefix: str = "") -> dict[str, str]:
+    """A resolved config flattened to dotted keys, each value as JSON text, less NOT_SETTINGS."""
+    out = {}
+    for key, value in (config or {}).items():
+        path = f"{prefix}{key}"
+        if any(path == k or path.startswith(k + ".") for k in NOT_SETTINGS):
+            continue
+        if isinstance(value, dict) and value:
+            out.update(settings(value, path + "."))
+        else:
+            out[path] = json.dumps(value, sort_keys=True)
+    return out
+
+
+def odd_settings(configs: dict[str, dict]) -> dict:
+    """The trials (by path) whose settings differ from the settings most trials share.
+
+    `configs`: each trial's resolved config. Returns {"kept": how many trials share the majority's
+    settings, "tie": whether another set of settings had as many trials (the first in sorted order is
+    then kept), "odd": [{"path", "differences": [(key, its value, the majority's value)]}]} in path order.
+    """
+    flat = {path: settings(cfg) for path, cfg in configs.items()}
+    groups: dict[str, list[str]] = {}
+    for path, s in flat.items():
+        groups.setdefault(json.dumps(s, sort_keys=True), []).append(path)
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    if not ranked:
+        return {"kept": 0, "tie": False, "odd": []}
+    majority = json.loads(ranked[0][0])
+    odd = []
+    for path in sorted(p for _, paths in ranked[1:] for p in paths):
+        mine = flat[path]
+        keys = sorted(set(mine) | set(majority))
+        odd.append({"path": path, "differences": [(k, mine.get(k, ABSENT), majority.get(k, ABSENT)) for k in keys
+                                                  if mine.get(k, ABSENT) != majority.get(k, ABSENT)]})
+    return {"kept": len(ranked[0][1]), "tie": len(ranked) > 1 and len(ranked[1][1]) == len(ranked[0][1]), "odd": odd}

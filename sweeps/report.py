@@ -2,11 +2,13 @@
 
     python -m sweeps.report multirun/random_search            # -> multirun/random_search/report/
     python -m sweeps.report runs/ --out /tmp/report --reference np
+    python -m sweeps.report docs/studies/greff_jsb/records.jsonl.gz   # -> docs/studies/greff_jsb/
 
 Reads every run record below the folder (result.json, or only metrics.jsonl for a run that never wrote
 one), from single runs, population runs or sweeps alike, and writes report.md, report.html (the same
 page with its figures embedded) and the PNG figures. Runs that failed or did not finish are listed with
-their error, never dropped. The statistics live in sweeps.evidence, the drawing in sweeps.figures.
+their error, never dropped. A records.jsonl.gz (a study's records packed by sweeps.records) is read as
+the folder it was packed from. The statistics live in sweeps.evidence, the drawing in sweeps.figures.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import json
 import math
 import re
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from sweeps import evidence, figures
+from sweeps import evidence, figures, records
 from sweeps.evidence import Trial
 
 COUNTED = ("completed", "diverged")  # runs with a best epoch; failed and running ones are listed instead
@@ -31,19 +34,34 @@ ORDER = ["v", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr", "gru", "
 
 INTRO = """\
 Each task gets a summary per variant (mean ± sd of the test metric at the best validation epoch and at
-the last, seconds per epoch), learning curves, and five sections after Greff et al. (2017), "LSTM: A
-Search Space Odyssey". A section that cannot be computed from these trials says why instead.
+the last, seconds per epoch), learning curves, and sections after Greff et al. (2017), "LSTM: A Search
+Space Odyssey", with the statistics a reviewer asks for beside them. A section that cannot be computed
+from these trials says why instead.
 
+- **Trials left out** (only where there are any): trials whose settings outside the searched
+  hyperparameters and the cell (batch size, loss, epoch ceiling, patience, optimizer, a key another
+  code version lacks, ...) differ from the settings most of the task's trials share. Pooling them would
+  compare unlike runs, so every later section leaves them out.
 - **Distribution** (their Fig. 3): the test metric of every trial of each variant, and of its best 10 %.
   Boxes span the quartiles with the median inside; whiskers reach 1.5 × the box; dots are the trials.
   Blue boxes differ significantly from the reference variant (Welch, all trials, Bonferroni).
 - **Welch's t-test against {ref}**: does a variant's mean test metric differ from {ref}'s? Welch's test
   does not assume equal variances. Significant means p < 0.05 / m, Bonferroni-corrected for the m
-  variants compared; "p < 0.05 only" passes the uncorrected test but not the corrected one.
+  variants compared; "p < 0.05 only" passes the uncorrected test but not the corrected one. Holm's
+  step-down correction beside it keeps the same family-wise 5 % and never flags fewer variants.
+- **Effect sizes against {ref}**: how large each difference is, in the metric's units: the difference
+  of means and of medians with 95 % bootstrap intervals; and a power line, the difference these trials
+  would detect with 80 % power at the corrected level, so that "not significant" can be read as "no
+  difference larger than this" or as "too few trials to tell".
+- **Paired comparison against {ref}**: where variants were trained on the same draws (identical lr,
+  hidden, momentum, input noise and seed), the draw's effect cancels in each pair's difference.
+  Wilcoxon's signed-rank test on the complete pairs, Holm-corrected, with the number of pairs per
+  comparison; the section says whether the design is paired or unpaired.
 - **Hyperparameter importance** (fANOVA, Hutter et al. 2014): the share of the test metric's variance
   that each hyperparameter explains on its own, on the scale it is searched (lr and hidden: log10,
   momentum: log10(1 − momentum)), plus the lr × hidden interaction; "rest" is higher-order interactions
-  and what no hyperparameter explains. Only hyperparameters that vary are analysed.
+  and what no hyperparameter explains. Only hyperparameters that vary are analysed. The pooled row gets
+  bootstrap intervals (trials resampled, forests refit).
 - **Test metric against learning rate** (their Fig. 4): one point per trial, log-scale learning rate.
 - **Best trial per variant**: its hyperparameters and where its record lies.
 
@@ -156,7 +174,11 @@ def slug(text: str) -> str:
 
 
 def task_section(task: str, trials: list[Trial], root: Path, out: Path, reference: str) -> list[str]:
-    """One task's sections (see INTRO), its figures written to `out` as <task>_*.png."""
+    """One task's sections (see INTRO), its figures written to `out` as <task>_*.png. Trials whose settings
+    are not the task's majority's are listed first and left out of everything after."""
+    odd = evidence.odd_settings({t.path: config_of(root / t.path) for t in trials})
+    left_out = {o["path"] for o in odd["odd"]}
+    trials = [t for t in trials if t.path not in left_out]
     metric, mode, stem = trials[0].metric, trials[0].mode, slug(task)
     label = f"test {metric} ({'higher' if mode == 'max' else 'lower'} is better)"
     names = sorted({t.variant for t in trials}, key=lambda v: (ORDER.index(v) if v in ORDER else len(ORDER), v))
@@ -190,11 +212,16 @@ def task_section(task: str, trials: list[Trial], root: Path, out: Path, referenc
         return [f"![metric vs lr]({stem}_lr.png)", ""]
 
     return [f"## {task}: {label}", "",
-            f"{len(trials)} trials of {len(names)} variant(s)" + (f", {diverged} of them diverged." if diverged else "."), "",
+            f"{len(trials)} trials of {len(names)} variant(s)" + (f", {diverged} of them diverged." if diverged else ".")
+            + (f" {len(left_out)} more left out: their settings differ (below)." if left_out else ""), "",
+            *settings_section(odd, len(trials)),
             "### Summary per variant", "", *guarded(lambda: [summary_table(by_variant, metric), ""]),
             "### Learning curves", "", *guarded(curves),
             "### Distribution of the test metric", "", *guarded(distribution),
             f"### Welch's t-test against {reference}", "", *guarded(lambda: welch_section(*tests, metric, reference)),
+            f"### Effect sizes against {reference}", "", *guarded(lambda: effects_section(values, metric, reference)),
+            f"### Paired comparison against {reference} (Wilcoxon signed-rank)", "",
+            *guarded(lambda: paired_section(by_variant, metric, reference)),
             "### Hyperparameter importance (fANOVA)", "", *guarded(lambda: importance_section(trials, by_variant, out / f"{stem}_importance.png")),
             "### Test metric against learning rate", "", *guarded(lr_plot),
             "### Best trial per variant", "", *guarded(lambda: [ranking_table(by_variant, metric, mode), ""])]
@@ -241,12 +268,91 @@ def welch_section(tests_all: list[dict], tests_best: list[dict], metric: str, re
     if not tests_all:
         return [f"No comparison: this task has no `{reference}` trials, or no other variant.", ""]
     m, threshold = len(tests_all), tests_all[0]["threshold"]
-    rows = [[a["variant"], a["n"], num(a["diff"], 3), num(a["p"], 2), verdict(a), num(b["diff"], 3), num(b["p"], 2),
-             verdict(b)] for a, b in zip(tests_all, tests_best)]
+    k = sum(math.isfinite(a["p"]) for a in tests_all)
+    rows = [[a["variant"], a["n"], num(a["diff"], 3), num(a["p"], 2), verdict(a), num(a["holm_p"], 2), holm_verdict(a),
+             num(b["diff"], 3), num(b["p"], 2), verdict(b)] for a, b in zip(tests_all, tests_best)]
     return [f"Significant: p < 0.05 / {m} = {threshold:.2g} (Bonferroni over {m} comparison{'s' * (m > 1)}). "
+            f"Holm: the step-down correction over the {k} testable comparison{'s' * (k != 1)} (all trials), the same "
+            "family-wise 5 %, significant where its adjusted p < 0.05. "
             f"Differences are variant − {reference}: mean {metric}.", "",
-            table(["variant", "trials", "Δ mean (all)", "p", "significant", "Δ mean (best 10 %)", "p", "significant"],
-                  rows, "lrrrlrrl"), ""]
+            table(["variant", "trials", "Δ mean (all)", "p", "significant", "Holm p", "significant (Holm)",
+                   "Δ mean (best 10 %)", "p", "significant"], rows, "lrrrlrlrrl"), ""]
+
+
+def holm_verdict(test: dict) -> str:
+    return "not testable" if math.isnan(test["holm_p"]) else "yes" if test["holm"] else "no"
+
+
+def interval(e: dict, digits: int = 3) -> str:
+    """A difference and its 95 % interval: "-0.021 [-0.03, -0.012]"."""
+    if math.isnan(e["low"]):
+        return num(e["diff"], digits)
+    return f"{num(e['diff'], digits)} [{num(e['low'], digits)}, {num(e['high'], digits)}]"
+
+
+def effects_section(values: dict, metric: str, reference: str) -> list[str]:
+    rows = evidence.effects_against(values, reference)
+    if not rows:
+        return [f"No comparison: this task has no `{reference}` trials, or no other variant.", ""]
+    alpha = evidence.ALPHA / len(rows)
+    return [f"Variant − {reference} in {metric} over all trials, with 95 % bootstrap intervals (BCa, "
+            f"{evidence.BOOTSTRAP} resamples of each group). The last column is the power line: with these trials "
+            f"and this spread (the groups' pooled sd), a difference of that size in {metric} is detected with "
+            f"{100 * evidence.POWER:.0f} % power at p < {alpha:.2g} (0.05 / {len(rows)}: Bonferroni's threshold, at least as "
+            "strict as any step of Holm's; two-sided t-test, statsmodels' TTestIndPower).", "",
+            table(["variant", f"trials (/ {reference})", "Δ mean [95 % CI]", "Δ median [95 % CI]", "pooled sd",
+                   f"Δ detected with {100 * evidence.POWER:.0f} % power"],
+                  [[r["variant"], f"{r['n']} / {r['n_reference']}", interval(r["mean"]), interval(r["median"]),
+                    num(evidence.pooled_sd(values[r["variant"]], values[reference]), 3), num(r["detectable"], 3)]
+                   for r in rows]), ""]
+
+
+def paired_section(by_variant: dict, metric: str, reference: str) -> list[str]:
+    rows = evidence.paired_compare_to(by_variant, reference)
+    if not rows:
+        return [f"No comparison: this task has no `{reference}` trials, or no other variant.", ""]
+    draw = "lr, hidden, momentum, input noise and seed"
+    if not any(r["pairs"] for r in rows):
+        return [f"Design: **unpaired**. No trial of another variant repeats a draw ({draw}) of {reference}'s, so there "
+                "is nothing to pair; the Welch tests above are the comparison.", ""]
+    paired = sum(bool(r["pairs"]) for r in rows)
+    alpha = evidence.ALPHA / len(rows)
+    duplicated = sum(r["duplicated"] for r in rows)
+    k = sum(math.isfinite(r["p"]) for r in rows)
+    return [f"Design: **paired**. {paired} of {len(rows)} variants share draws ({draw} identical) with "
+            f"{reference}'s {len(by_variant[reference])} trials; each comparison uses only its complete pairs (a draw "
+            "both variants completed), named in the second column, and tests their differences (variant − "
+            f"{reference}, in {metric}) with Wilcoxon's signed-rank test; Holm over the {k} testable comparison"
+            f"{'s' * (k != 1)}. Intervals: 95 % bootstrap over the pairs (BCa, {evidence.BOOTSTRAP} resamples). Power "
+            f"line: with these pairs and this spread of their differences, a difference of that size is detected "
+            f"with {100 * evidence.POWER:.0f} % power at p < {alpha:.2g} (paired t-test, statsmodels' TTestPower; Wilcoxon's "
+            "test needs ~5 % more pairs for normal differences, at most 16 % more for any)."
+            + (f" {duplicated} shared draw(s) are held by more than one trial of a variant and cannot be matched one to "
+               "one; they are left out." if duplicated else ""), "",
+            table(["variant", "pairs", "median Δ [95 % CI]", "mean Δ [95 % CI]", "Wilcoxon p", "Holm p",
+                   "significant (Holm)", f"Δ detected with {100 * evidence.POWER:.0f} % power"],
+                  [[r["variant"], r["pairs"], interval(r["median"]), interval(r["mean"]), num(r["p"], 2),
+                    num(r["holm_p"], 2), holm_verdict(r), num(r["detectable"], 3)] for r in rows], "lrrrrrlr"), ""]
+
+
+def config_of(run_dir: Path) -> dict:
+    """A counted trial's resolved config, from its result.json (read_trial has checked it is there)."""
+    return json.loads((Path(run_dir) / "result.json").read_text())["config"]
+
+
+def settings_section(odd: dict, kept: int) -> list[str]:
+    """The trials whose settings are not the task's majority's, and how they differ; they are left out."""
+    if not odd["odd"]:
+        return [f"All {kept} trials share their settings outside the searched hyperparameters and the cell "
+                "(sweeps.evidence.odd_settings).", ""]
+    return ["### Trials left out: settings differ from the other trials'", "",
+            f"These trials' configs differ from the settings {kept} trials share (outside the searched hyperparameters "
+            "and the cell; see sweeps.evidence.NOT_SETTINGS for what is not compared): another code version or "
+            "another setting. They are not pooled with the rest: every section below leaves them out."
+            + (" No set of settings has a majority: of the tied ones, the first in sorted order is kept." if odd["tie"] else ""), "",
+            table(["record", "differs in (its value; the others')"],
+                  [[f"`{o['path']}`", "; ".join(f"{k} = {v} ({m})" for k, v, m in o["differences"])] for o in odd["odd"]],
+                  "ll"), ""]
 
 
 def importance_section(trials: list[Trial], by_variant: dict, figure: Path) -> list[str]:
@@ -268,10 +374,25 @@ def importance_section(trials: list[Trial], by_variant: dict, figure: Path) -> l
         md += [table(["trials of", "n", *effects],
                      [[g, len(groups[g]), *[f"{100 * s.get(e, 0):.1f} %" for e in effects]] for g, s in shares.items()]),
                "", f"![fANOVA]({figure.name})", ""]
+    if "all variants" in shares:
+        md += importance_intervals(trials)
     if skipped:
         md += [f"Not analysed (fANOVA needs {evidence.MIN_TRIALS} trials and a varying hyperparameter): "
                + "; ".join(skipped) + ".", ""]
     return md
+
+
+def importance_intervals(trials: list[Trial]) -> list[str]:
+    """Bootstrap intervals of the pooled row's shares (sweeps.evidence.importance_intervals)."""
+    bounds, used = evidence.importance_intervals(trials)
+    lead = (f"95 % bootstrap intervals of the shares over all variants pooled: {used} of {evidence.FANOVA_RESAMPLES} "
+            f"resamples of the {len(trials)} trials (with replacement) gave a forest that splits, each refit with "
+            f"{evidence.FANOVA_RESAMPLE_TREES} trees (the table above: {evidence.TREES}) to bound the cost; the smaller "
+            "forests' own noise widens the intervals. The per-variant rows have none.")
+    if not bounds:
+        return [lead, "", "No resample gave shares.", ""]
+    return [lead, "", table(["trials of", "resamples", *bounds],
+                            [["all variants", used, *[f"{100 * lo:.1f}–{100 * hi:.1f} %" for lo, hi in bounds.values()]]]), ""]
 
 
 def ranking_table(by_variant: dict, metric: str, mode: str) -> str:
@@ -282,17 +403,25 @@ def ranking_table(by_variant: dict, metric: str, mode: str) -> str:
                    "–" if t.seed is None else t.seed, f"`{t.path}`"] for i, t in enumerate(winners)], "rlrrrrrrl")
 
 
-def write_report(root, out=None, reference: str = "v") -> Path:
-    """Read the records below `root`, write report.md, report.html and the figures into `out`."""
+def write_report(root, out=None, reference: str = "v", title: str | None = None) -> Path:
+    """Read the records below `root`, write report.md, report.html and the figures into `out`.
+
+    `root` may also be a records.jsonl.gz (sweeps.records): it is unpacked into a temporary folder and
+    read as that folder, the title naming the folder it was packed from; `out` defaults to its folder.
+    """
     root = Path(root)
+    if records.is_packed(root):
+        with tempfile.TemporaryDirectory() as tmp:
+            sweep = records.unpack(root, tmp)["sweep"]
+            return write_report(tmp, Path(out) if out else root.parent, reference, title=sweep)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder of run records")
+        raise FileNotFoundError(f"{root} is not a folder of run records or a records{records.SUFFIX}")
     out = Path(out) if out else root / "report"
     trials, problems = load(root, skip=out)
     if not trials and not problems:
         raise FileNotFoundError(f"No run records (result.json or metrics.jsonl) below {root}")
     out.mkdir(parents=True, exist_ok=True)
-    md = [f"# Sweep report: `{root}`", "",
+    md = [f"# Sweep report: `{title or root}`", "",
           f"{len(trials) + len(problems)} run records: {len(trials)} count as trials, {len(problems)} do not "
           "(listed at the end).", "", INTRO.format(ref=reference)]
     by_task = defaultdict(list)
@@ -326,13 +455,14 @@ def html(markdown: str, folder: Path) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dir", help="folder holding run records (searched recursively)")
-    parser.add_argument("--out", help="where to write the report (default: <dir>/report)")
+    parser.add_argument("dir", help="folder holding run records (searched recursively), or a records.jsonl.gz "
+                                    "packed by sweeps.records")
+    parser.add_argument("--out", help="where to write the report (default: <dir>/report; beside a records.jsonl.gz)")
     parser.add_argument("--reference", default="v", help="variant the t-tests compare against (default: v)")
     args = parser.parse_args(argv)
     try:
         path = write_report(args.dir, args.out, args.reference)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # ValueError: a records.jsonl.gz that is not one
         sys.exit(f"sweeps.report: {e}")
     print(f"wrote {path}, report.html and the figures beside it")
 

@@ -208,7 +208,7 @@ def test_report_marks_the_shifted_variant_significant_and_ranks_by_the_metric(sw
 
 def test_report_finds_lr_most_important_in_each_variant(sweep):
     mnist = section((sweep / "report" / "report.md").read_text(), "mnist")
-    fanova = section(mnist, "Hyperparameter importance", "###")
+    fanova = section(mnist, "Hyperparameter importance", "###").split("95 % bootstrap intervals")[0]  # the shares' table
     header, _, *rows = [line.strip("| ").split(" | ") for line in fanova.splitlines() if line.startswith("|")]
     assert header == ["trials of", "n", "lr", "hidden", "momentum", "input_noise", "lr x hidden", "rest"]
     assert [row[:2] for row in rows] == [["all variants", "120"], ["v", "40"], ["nig", "40"], ["np", "40"]]
@@ -313,3 +313,170 @@ def test_fanova_splits_an_additive_function_by_its_terms_variances():
     shares = evidence.fanova_shares(X, X[:, 0] + 2 * X[:, 1], [(0,), (1,), (0, 1)])
     assert shares[(0,)] == pytest.approx(0.2, abs=0.06) and shares[(1,)] == pytest.approx(0.8, abs=0.06)
     assert shares[(0, 1)] < 0.03
+
+
+def test_holm_steps_down_where_bonferroni_stops_and_leaves_untestable_comparisons_out():
+    """p = 0.01, 0.02, 0.04: Bonferroni (0.05 / 3) rejects only the first; Holm compares 0.01 with 0.05 / 3,
+    0.02 with 0.05 / 2 and 0.04 with 0.05: all three, adjusted 0.03, 0.04, 0.04."""
+    adjusted, reject = evidence.holm([0.04, 0.01, 0.02])
+    assert adjusted == pytest.approx([0.04, 0.03, 0.04]) and reject == [True, True, True]
+    adjusted, reject = evidence.holm([0.01, float("nan"), 0.04])  # a family of two testable comparisons
+    assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.04)
+    assert reject == [True, False, True]
+    rows = evidence.compare_to({"v": [0.9967, 0.9967], "gru": [0.9867, 0.9867]})  # not testable: not rejected
+    assert math.isnan(rows[0]["holm_p"]) and rows[0]["holm"] is False
+
+
+def test_effect_intervals_cover_a_known_difference_in_the_metrics_units():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.1, 200), rng.normal(0.5, 0.1, 200)
+    for statistic in ("mean", "median"):
+        e = evidence.effect(a, b, statistic)
+        assert e["low"] < 0.5 < e["high"] and e["high"] - e["low"] < 0.08, (statistic, e)
+        assert e["low"] < e["diff"] < e["high"]
+    assert evidence.effect([2.0, 2.0], [1.0, 1.0]) == {"diff": 1.0, "low": 1.0, "high": 1.0}  # no spread at all
+    assert math.isnan(evidence.effect([2.0], [1.0, 1.5])["low"])  # one trial: no interval
+    e = evidence.effect(rng.normal(0.3, 0.1, 100), None)  # one sample (paired differences)
+    assert e["low"] < 0.3 < e["high"]
+
+
+def test_the_detectable_difference_matches_the_power_tables():
+    """Cohen's table: two groups of 20 detect d = 0.91 sd with 80 % power at 5 %; for large n the normal
+    approximation (z_0.975 + z_0.8) * sd * sqrt(1/n1 + 1/n2) holds; n pairs: (z + z) * sd / sqrt(n)."""
+    assert evidence.detectable(20, 1.0, 0.05, 20) == pytest.approx(0.909, abs=0.002)
+    assert evidence.detectable(20, 2.5, 0.05, 20) == pytest.approx(2.5 * 0.909, abs=0.005)  # in the metric's units
+    z = 1.959964 + 0.841621
+    assert evidence.detectable(2000, 0.3, 0.05, 1000) == pytest.approx(z * 0.3 * math.sqrt(1 / 2000 + 1 / 1000), rel=0.002)
+    assert evidence.detectable(2000, 0.3, 0.05) == pytest.approx(z * 0.3 / math.sqrt(2000), rel=0.002)
+    assert evidence.detectable(10, 1.0, 0.05 / 8) > evidence.detectable(10, 1.0, 0.05)  # stricter alpha, larger
+    assert math.isnan(evidence.detectable(1, 1.0, 0.05, 5))
+
+
+def drawn(values, draws, variant, seeds=None):
+    """Trials of one variant on given draws (lr, hidden, momentum, input noise), one value each."""
+    return [Trial(path=f"{variant}/{i}", task="t", variant=variant, metric="nll", mode="min", value=float(y),
+                  status="completed", lr=lr, hidden=h, momentum=m, input_noise=n, seed=0 if seeds is None else seeds[i])
+            for i, (y, (lr, h, m, n)) in enumerate(zip(values, draws))]
+
+
+def test_shared_draws_are_paired_and_wilcoxon_finds_a_shift_that_welch_misses():
+    """The draw moves the metric by tens of nats, the variant by 0.5: unpaired, the spread hides the shift;
+    paired, all 10 differences are positive, and the exact two-sided signed-rank p is 2 / 2^10."""
+    rng = np.random.default_rng(0)
+    draws = [(10 ** rng.uniform(-6, -2), int(rng.integers(20, 200)), 1 - 10 ** rng.uniform(-2, 0), rng.uniform(0, 1))
+             for _ in range(10)]
+    base = 10 + 40 * rng.uniform(size=10)
+    v = drawn(base, draws, "v")
+    by_variant = {"v": v, "nfg": drawn(base + 0.5 + 0.01 * rng.normal(size=10), draws, "nfg"),
+                  "np": drawn(base + 0.01 * rng.normal(size=10), draws, "np"),
+                  "cifg": drawn((base + 0.5)[:7], draws[:7], "cifg")}  # 3 draws never finished: 7 complete pairs
+    rows = {r["variant"]: r for r in evidence.paired_compare_to(by_variant, "v")}
+    assert [rows[n]["pairs"] for n in ("nfg", "np", "cifg")] == [10, 10, 7]
+    assert rows["nfg"]["p"] == pytest.approx(2 / 2 ** 10) and rows["cifg"]["p"] == pytest.approx(2 / 2 ** 7)
+    assert rows["nfg"]["holm"] and rows["cifg"]["holm"] and not rows["np"]["holm"]
+    assert rows["nfg"]["holm_p"] == pytest.approx(3 * 2 / 2 ** 10)  # Holm's first step: the smallest p times m = 3
+    assert rows["nfg"]["median"]["low"] < 0.5 < rows["nfg"]["median"]["high"]
+    assert rows["nfg"]["detectable"] < 0.05  # differences spread by 0.01 nats: 10 pairs resolve a few hundredths
+    welch = {r["variant"]: r for r in evidence.compare_to({k: [t.value for t in ts] for k, ts in by_variant.items()}, "v")}
+    assert not welch["nfg"]["uncorrected"]
+    # another seed is another draw: no pair; a draw held twice by one variant cannot be matched one to one
+    assert evidence.pairs(drawn(base, draws, "gru", seeds=[1] * 10), v) == ([], 0)
+    matched, duplicated = evidence.pairs(drawn(base[[0, 0, 1]], [draws[0], draws[0], draws[1]], "gru"), v)
+    assert len(matched) == 1 and duplicated == 1
+
+
+def test_fanova_intervals_cover_the_share_of_the_hyperparameter_that_drives_the_metric():
+    lrs, hiddens, noises, rng = random_space(60)
+    trials = trials_from(-(np.log10(lrs) + 4) ** 2 + 0.05 * rng.normal(size=60), lrs, hiddens, noises)
+    bounds, used = evidence.importance_intervals(trials, resamples=20)
+    point, _ = evidence.importance(trials)
+    assert used == 20 and set(bounds) == set(point)
+    assert bounds["lr"][0] > 0.6 and bounds["lr"][0] <= point["lr"] <= bounds["lr"][1]
+    assert bounds["hidden"][1] < 0.3 and bounds["input_noise"][1] < 0.3
+    assert evidence.importance_intervals(trials, resamples=20) == (bounds, used)  # seeded: the same every time
+
+
+CONFIG = {"cell": {"name": "v", "switches": {}, "forget_bias": 1.0}, "task": {"name": "jsb", "loss": "per_sequence"},
+          "optimizer": {"name": "sgd", "momentum": 0.9, "one_minus_momentum": 0.1, "nesterov": True},
+          "lr": 1e-3, "hidden": 64, "input_noise": 0.0, "seed": 0, "epochs": 150, "patience": 15, "batch_size": 1,
+          "speed": {"dtype": "float32", "cpu_devices": 1}, "wandb": {"mode": "offline"}, "data_dir": "/data"}
+
+
+def config(**changes):
+    """CONFIG with dotted keys changed ("task.loss": ...), or removed (value evidence.ABSENT)."""
+    out = json.loads(json.dumps(CONFIG))
+    for key, value in changes.items():
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node[p]
+        if value is evidence.ABSENT:
+            del node[last]
+        else:
+            node[last] = value
+    return out
+
+
+def test_odd_settings_names_each_trial_whose_settings_are_not_the_majoritys_and_how():
+    configs = {f"ok{i}": config(lr=10 ** -i, hidden=20 + i, seed=i, input_noise=i / 10, **{"optimizer.momentum": 0.5,
+               "optimizer.one_minus_momentum": 0.5, "cell.name": "nig", "cell.switches": {"coupled": True},
+               "wandb.mode": "disabled", "data_dir": f"/d{i}", "speed.cpu_devices": i}) for i in range(5)}
+    configs |= {"batch": config(batch_size=16), "loss": config(**{"task.loss": "per_step"}),
+                "old": config(**{"task.loss": evidence.ABSENT}), "adam": config(**{"optimizer.name": "adam"}),
+                "bf16": config(**{"speed.dtype": "bfloat16"}), "long": config(epochs=400, patience=20)}
+    odd = evidence.odd_settings(configs)
+    assert odd["kept"] == 5 and not odd["tie"]  # searched hyperparameters, cell and bookkeeping differ freely
+    assert {o["path"]: o["differences"] for o in odd["odd"]} == {
+        "adam": [("optimizer.name", '"adam"', '"sgd"')],
+        "batch": [("batch_size", "16", "1")],
+        "bf16": [("speed.dtype", '"bfloat16"', '"float32"')],
+        "long": [("epochs", "400", "150"), ("patience", "20", "15")],
+        "loss": [("task.loss", '"per_step"', '"per_sequence"')],
+        "old": [("task.loss", evidence.ABSENT, '"per_sequence"')]}
+    tie = evidence.odd_settings({"a": config(), "b": config(batch_size=16)})
+    assert tie["tie"] and tie["kept"] == 1 and [o["path"] for o in tie["odd"]] == ["b"]  # '{"batch_size": "1"' sorts first
+
+
+def test_a_study_mixing_settings_reports_its_odd_trials_and_pairs_the_rest(tmp_path):
+    """Three variants on the same 12 draws, nig worse by 0.01 in every draw; two more v trials run with
+    another batch size and another patience: they are named and left out, never pooled."""
+    rng = np.random.default_rng(0)
+    draws = [(10 ** rng.uniform(-6, -2), int(rng.integers(20, 200)), 1 - 10 ** rng.uniform(-2, 0), rng.uniform(0, 1))
+             for _ in range(12)]
+    for cell, shift in (("v", 0.0), ("nig", -0.01), ("np", 0.0)):
+        for i, (lr, hidden, momentum, noise) in enumerate(draws[: 11 if cell == "np" else 12]):  # np lacks a draw
+            write_record(tmp_path / f"cell={cell}" / str(i), cell=cell, lr=lr, hidden=hidden, momentum=momentum,
+                         noise=noise, value=accuracy(lr, shift, rng))
+    for name, key, value in (("batch", "batch_size", 16), ("patience", "patience", 5)):
+        write_record(tmp_path / "odd" / name, lr=draws[0][0], value=0.5)
+        record = json.loads((tmp_path / "odd" / name / "result.json").read_text())
+        record["config"][key] = value
+        (tmp_path / "odd" / name / "result.json").write_text(json.dumps(record))
+    report.write_report(tmp_path)
+    mnist = section((tmp_path / "report" / "report.md").read_text(), "mnist")
+    assert "35 trials of 3 variant(s). 2 more left out: their settings differ (below)." in mnist
+    odd = section(mnist, "Trials left out: settings differ from the other trials'", "###")
+    assert "`odd/batch` | batch_size = 16 (32) |" in odd
+    assert "`odd/patience` | patience = 5 (absent) |" in odd  # write_record's config has no patience key
+    assert "| v | 12 | " in section(mnist, "Summary per variant", "###")  # not 14: the odd two are out
+    paired = section(mnist, "Paired comparison against v", "###")
+    assert "Design: **paired**. 2 of 2 variants share draws" in paired
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in paired.splitlines() if line.startswith("| n")}
+    assert rows["nig"][1] == "12" and rows["np"][1] == "11" and rows["nig"][6] == "yes" and rows["np"][6] == "no"
+    effects = section(mnist, "Effect sizes against v", "###")
+    assert "| nig | 12 / 12 |" in effects and "| np | 11 / 12 |" in effects and "80 % power at p < 0.025" in effects
+
+
+def test_the_report_says_when_there_is_nothing_to_pair_and_gives_every_new_section(sweep):
+    md = (sweep / "report" / "report.md").read_text()
+    mnist = section(md, "mnist")
+    assert "Design: **unpaired**. No trial of another variant repeats a draw" in mnist  # every trial drew its own
+    assert "All 120 trials share their settings" in mnist
+    welch = section(mnist, "Welch's t-test against v", "###")
+    assert "Holm: the step-down correction over the 2 testable comparisons" in welch
+    effects = [line.split(" | ") for line in section(mnist, "Effect sizes against v", "###").splitlines()
+               if line.startswith("| nig")]
+    low, high = map(float, effects[0][2].split("[")[1].rstrip("]").split(", "))
+    assert low < -0.03 + 0.01 and high > -0.03 - 0.01 and high < 0  # the 0.03 shift (plus the draws' spread)
+    intervals = section(mnist, "Hyperparameter importance", "###").split("95 % bootstrap intervals")[1]
+    assert f"each refit with {evidence.FANOVA_RESAMPLE_TREES} trees" in intervals and "| all variants | 30 |" in intervals

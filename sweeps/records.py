@@ -1,0 +1,196 @@
+"""A study's run records in one committable file, and the check that a study page's report is its records'.
+
+    python -m sweeps.records pack multirun/greff_jsb docs/studies/greff_jsb/records.jsonl.gz
+    python -m sweeps.report docs/studies/greff_jsb/records.jsonl.gz       # -> docs/studies/greff_jsb/report.md
+    python -m sweeps.records check docs/studies/greff_jsb                 # report.md is what the records give?
+    python -m sweeps.records unpack docs/studies/greff_jsb/records.jsonl.gz /tmp/greff_jsb   # the folder again
+
+records.jsonl.gz is gzip'd JSON lines. The first line is a header, {"format": "odyssey-records",
+"version": 1, "sweep": <the folder as given to pack>, "records": <count>}; then one line per run
+folder (every folder below the sweep holding a result.json or a metrics.jsonl, sorted by path):
+
+    {"path": <the folder, relative to the sweep>, "result": <result.json's object>,
+     "metrics": [<metrics.jsonl's lines, one object each>]}
+
+A file that is not strict JSON (a result.json torn by a kill, a metrics line cut short, NaN) is kept
+verbatim instead, as "result_text" or "metrics_text", so that the report finds the same problem in it;
+a file the folder lacks is a key the line lacks. Checkpoints, .hydra/ and anything else are left out.
+Packing is deterministic: the same records give the same bytes (sorted folders, compact JSON, gzip
+with mtime 0 and no file name), so a re-pack of unchanged records is no change to commit.
+
+sweeps.report reads such a file exactly as it reads the folder: it unpacks it into a temporary folder
+and reads that, so trials, problems and report.md are the same (tests/test_records.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import gzip
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path, PurePosixPath
+
+FORMAT, VERSION = "odyssey-records", 1
+SUFFIX = ".jsonl.gz"
+FILES = (("result.json", "result"), ("metrics.jsonl", "metrics"))
+WARN_BYTES = 20 * 2**20  # a study's records should stay well under this (GitHub warns at 50 MB per file)
+
+
+def is_packed(path) -> bool:
+    return str(path).endswith(SUFFIX) and Path(path).is_file()
+
+
+def _strict(text: str):
+    """The JSON value of `text`, refusing what RFC 8259 refuses (NaN, Infinity) so that it round-trips."""
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _entry(run_dir: Path, rel: str) -> dict:
+    entry: dict = {"path": rel}
+    result = run_dir / "result.json"
+    if result.exists():
+        text = result.read_text()
+        try:
+            entry["result"] = _strict(text)
+        except ValueError:  # json.JSONDecodeError is a ValueError
+            entry["result_text"] = text
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.exists():
+        text = metrics.read_text()
+        try:
+            lines = [_strict(line) for line in text.splitlines()]
+            if text and not text.endswith("\n"):
+                raise ValueError("no final newline")  # a line being written: keep the text as it is
+            entry["metrics"] = lines
+        except ValueError:
+            entry["metrics_text"] = text
+    return entry
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Every folder below `root` holding a run record (the folders sweeps.report.load reads), sorted."""
+    return sorted({p.parent for name in ("result.json", "metrics.jsonl") for p in root.rglob(name)})
+
+
+def pack(root, out) -> dict:
+    """Write every run record below the folder `root` into the gzip'd JSON lines file `out`; returns the
+    header (with the compressed size added as "bytes")."""
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder of run records")
+    entries = [_entry(d, d.relative_to(root).as_posix() or ".") for d in run_dirs(root)]
+    if not entries:
+        raise FileNotFoundError(f"No run records (result.json or metrics.jsonl) below {root}")
+    header = {"format": FORMAT, "version": VERSION, "sweep": str(root), "records": len(entries)}
+    raw = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
+        for line in [header, *entries]:
+            gz.write((json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n").encode())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(raw.getvalue())
+    os.replace(tmp, out)
+    return {**header, "bytes": out.stat().st_size}
+
+
+def read(path) -> tuple[dict, list[dict]]:
+    """The header and the entries of a records file, checked: a known format, and every path relative
+    and inside the sweep (an entry can never name a file outside the folder it is unpacked into)."""
+    try:
+        with gzip.open(path, "rt") as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+    except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as e:  # not gzip, cut short, not JSON lines
+        raise ValueError(f"{path} is not a readable {FORMAT} file: {e}") from None
+    if not lines or not isinstance(lines[0], dict) or lines[0].get("format") != FORMAT:
+        raise ValueError(f"{path} is not an {FORMAT} file (its first line is not the header sweeps.records writes)")
+    if lines[0].get("version") != VERSION:
+        raise ValueError(f"{path}: {FORMAT} version {lines[0].get('version')}; this code reads version {VERSION}")
+    header, entries = lines[0], lines[1:]
+    if header.get("records") != len(entries):
+        raise ValueError(f"{path}: its header announces {header.get('records')} records, it holds {len(entries)}")
+    for entry in entries:
+        rel = PurePosixPath(entry.get("path") if isinstance(entry, dict) and isinstance(entry.get("path"), str) else "/")
+        if rel.is_absolute() or ".." in rel.parts:
+            raise ValueError(f"{path}: a record's path {entry.get('path') if isinstance(entry, dict) else entry!r} "
+                             "is not inside the sweep")
+    return header, entries
+
+
+def unpack(path, into) -> dict:
+    """Write the records of `path` back as run folders below `into`; returns the header."""
+    header, entries = read(path)
+    into = Path(into)
+    for entry in entries:
+        run_dir = into / entry["path"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name, key in FILES:
+            if f"{key}_text" in entry:
+                (run_dir / name).write_text(entry[f"{key}_text"])
+            elif key == "result" and key in entry:
+                (run_dir / name).write_text(json.dumps(entry[key], indent=2) + "\n")
+            elif key == "metrics" and key in entry:
+                (run_dir / name).write_text("".join(json.dumps(line) + "\n" for line in entry[key]))
+    return header
+
+
+def check(study, scratch=None) -> list[str]:
+    """Regenerate <study>/report.md from <study>/records.jsonl.gz (into `scratch`, a temporary folder if
+    None) and compare it with the committed one, byte for byte; the figures are not compared. Returns
+    the differences as unified-diff lines (empty: the page's report is its records')."""
+    from sweeps import report
+
+    study = Path(study)
+    committed = study / "report.md"
+    if not committed.exists():
+        return [f"{committed} is missing"]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(scratch) if scratch else Path(tmp)
+        fresh = report.write_report(study / f"records{SUFFIX}", out).read_text()
+    if fresh == committed.read_text():
+        return []
+    return list(difflib.unified_diff(committed.read_text().splitlines(), fresh.splitlines(),
+                                     f"{committed} (committed)", f"{committed} (from records{SUFFIX})", lineterm=""))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack", help="a sweep folder's records into one records.jsonl.gz")
+    p.add_argument("dir")
+    p.add_argument("out")
+    p = sub.add_parser("unpack", help="a records.jsonl.gz back into run folders")
+    p.add_argument("records")
+    p.add_argument("dir")
+    p = sub.add_parser("check", help="does <study>/report.md equal the report of <study>/records.jsonl.gz?")
+    p.add_argument("study", nargs="+", help="folders holding records.jsonl.gz and report.md")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "pack":
+            header = pack(args.dir, args.out)
+            print(f"wrote {args.out}: {header['records']} records, {header['bytes'] / 2**20:.2f} MB")
+            if header["bytes"] > WARN_BYTES:
+                print(f"sweeps.records: {args.out} is over {WARN_BYTES // 2**20} MB; too large to commit beside a study page",
+                      file=sys.stderr)
+        elif args.command == "unpack":
+            header = unpack(args.records, args.dir)
+            print(f"wrote {header['records']} run folders of {header['sweep']} below {args.dir}")
+        else:
+            failed = False
+            for study in args.study:
+                diff = check(study)
+                print(f"{study}: " + ("report.md is its records' report" if not diff else "report.md differs:"))
+                print("\n".join(diff[:200])) if diff else None
+                failed |= bool(diff)
+            sys.exit(1 if failed else 0)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"sweeps.records: {e}")
+
+
+if __name__ == "__main__":
+    main()

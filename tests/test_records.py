@@ -1,0 +1,161 @@
+"""A study's records packed into one records.jsonl.gz read exactly as the folder they came from, and each
+committed study page's report.md is the report of its committed records (sweeps.records)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeps import records, report
+from test_report import write_record
+
+STUDIES = Path(__file__).resolve().parents[1] / "docs" / "studies"
+
+
+def small_sweep(root: Path) -> Path:
+    """Two variants on the same 4 draws (a paired design; too few trials for fANOVA, which keeps these tests
+    fast), a second task, and every kind of broken record."""
+    rng = np.random.default_rng(0)
+    draws = [(10 ** rng.uniform(-6, -2), int(rng.integers(20, 200)), 1 - 10 ** rng.uniform(-2, 0)) for _ in range(4)]
+    for cell, shift in (("v", 0.0), ("nfg", -0.02)):
+        for i, (lr, hidden, momentum) in enumerate(draws):
+            write_record(root / "multirun" / f"cell={cell}" / str(i), cell=cell, lr=lr, hidden=hidden, momentum=momentum,
+                         value=0.95 - 0.02 * (math.log10(lr) + 4) ** 2 + shift + 0.002 * rng.normal(), wandb=i % 2 == 0)
+    for i in range(2):
+        write_record(root / "population" / f"member_{i}", task="adding", objective=("mse", "min"), value=0.1 + 0.05 * i,
+                     momentum=None, seed=i)
+    broken = root / "multirun" / "broken"
+    write_record(broken / "failed", status="failed", error="ValueError: lr must be positive")
+    write_record(broken / "running", status="running")
+    write_record(broken / "nan", status="diverged")
+    (broken / "nan" / "result.json").write_text((broken / "nan" / "result.json").read_text().replace('"accuracy": 0.9', '"accuracy": NaN'))
+    (broken / "torn").mkdir()
+    (broken / "torn" / "result.json").write_text('{"status": "compl')
+    (broken / "cut").mkdir()
+    (broken / "cut" / "metrics.jsonl").write_text('{"epoch": 1}\n{"epo')  # killed mid-line, no result.json
+    (broken / "empty").mkdir()
+    (broken / "empty" / "metrics.jsonl").write_text("")
+    (root / "multirun" / "cell=v" / "0" / "checkpoints").mkdir()
+    (root / "multirun" / "cell=v" / "0" / "checkpoints" / "state").write_text("CHECKPOINT BYTES")
+    return root
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    root = small_sweep(tmp_path_factory.mktemp("sweep") / "multirun_study")
+    out = tmp_path_factory.mktemp("packed") / "records.jsonl.gz"
+    records.pack(root, out)
+    return root, out
+
+
+def test_a_packed_sweep_gives_the_same_trials_problems_and_report_as_its_folder(packed, tmp_path):
+    root, out = packed
+    records.unpack(out, tmp_path / "unpacked")
+    assert report.load(tmp_path / "unpacked") == report.load(root)  # every trial and every problem, field for field
+    statuses = {p["path"]: p["status"] for p in report.load(root)[1]}
+    assert statuses == {"multirun/broken/failed": "failed", "multirun/broken/running": "running",
+                        "multirun/broken/nan": "diverged", "multirun/broken/torn": "unreadable",
+                        "multirun/broken/cut": "no result.json", "multirun/broken/empty": "no result.json"}
+    from_folder = report.write_report(root, tmp_path / "folder").read_bytes()
+    from_file = report.write_report(out, tmp_path / "file").read_bytes()
+    assert from_file == from_folder
+    assert from_file.startswith(f"# Sweep report: `{root}`".encode())  # the title names the folder it was packed from
+    assert "Design: **paired**" in from_file.decode()
+    assert sorted(p.name for p in (tmp_path / "file").glob("*.png")) == sorted(p.name for p in (tmp_path / "folder").glob("*.png"))
+
+
+def test_packing_is_deterministic_one_line_per_record_and_leaves_checkpoints_out(packed, tmp_path):
+    root, out = packed
+    again = tmp_path / "elsewhere" / "other_name.jsonl.gz"
+    assert records.pack(root, again)["records"] == 16
+    assert again.read_bytes() == out.read_bytes()  # same records, same bytes, whatever the file's name
+    raw = out.read_bytes()
+    assert raw[:2] == b"\x1f\x8b" and raw[4:8] == b"\0\0\0\0"  # gzip, mtime 0
+    text = gzip.decompress(raw).decode()
+    assert "CHECKPOINT BYTES" not in text
+    header, *lines = [json.loads(line) for line in text.splitlines()]
+    assert header == {"format": "odyssey-records", "version": 1, "sweep": str(root), "records": 16}
+    assert [line["path"] for line in lines] == sorted(line["path"] for line in lines)
+    entry = next(line for line in lines if line["path"] == "multirun/cell=v/3")
+    assert entry["result"] == json.loads((root / "multirun/cell=v/3/result.json").read_text())
+    assert entry["metrics"] == [json.loads(x) for x in (root / "multirun/cell=v/3/metrics.jsonl").read_text().splitlines()]
+    by_path = {line["path"]: line for line in lines}
+    assert by_path["multirun/broken/torn"] == {"path": "multirun/broken/torn", "result_text": '{"status": "compl'}
+    assert by_path["multirun/broken/cut"] == {"path": "multirun/broken/cut", "metrics_text": '{"epoch": 1}\n{"epo'}
+    assert "result_text" in by_path["multirun/broken/nan"]  # NaN is not JSON: kept verbatim, read as the folder's
+    assert by_path["multirun/broken/empty"] == {"path": "multirun/broken/empty", "metrics": []}
+
+
+def test_a_records_file_never_writes_outside_its_folder_and_must_be_one(tmp_path, capsys):
+    def gz(lines, name):
+        path = tmp_path / name
+        path.write_bytes(gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode()))
+        return path
+
+    header = {"format": "odyssey-records", "version": 1, "sweep": "s", "records": 1}
+    for bad in ("../escape", "/etc/escape", "a/../../escape"):
+        with pytest.raises(ValueError, match="is not inside the sweep"):
+            records.unpack(gz([header, {"path": bad, "result": {}}], "bad.jsonl.gz"), tmp_path / "into")
+    assert not (tmp_path / "escape").exists()
+    with pytest.raises(ValueError, match="version 2"):
+        records.read(gz([{**header, "version": 2}], "v2.jsonl.gz"))
+    with pytest.raises(ValueError, match="announces 1 records, it holds 0"):
+        records.read(gz([header], "short.jsonl.gz"))
+    with pytest.raises(SystemExit, match="is not an odyssey-records file"):
+        report.main([str(gz([{"path": "a"}], "nohead.jsonl.gz"))])
+    (tmp_path / "plain.jsonl.gz").write_text('{"format": "odyssey-records"}\n')  # not gzip'd
+    with pytest.raises(SystemExit, match="is not a readable odyssey-records file"):
+        report.main([str(tmp_path / "plain.jsonl.gz")])
+
+
+def test_the_command_lines_pack_and_report_a_study_beside_its_page(packed, tmp_path, capsys):
+    root, _ = packed
+    study = tmp_path / "docs" / "studies" / "small"
+    records.main(["pack", str(root), str(study / "records.jsonl.gz")])
+    assert "16 records" in capsys.readouterr().out
+    report.main([str(study / "records.jsonl.gz")])  # default: the report beside the records
+    assert (study / "report.md").exists() and (study / "report.html").exists() and (study / "mnist_box.png").exists()
+    with pytest.raises(SystemExit, match="is not a folder"):
+        records.main(["pack", str(tmp_path / "missing"), str(tmp_path / "x.jsonl.gz")])
+
+
+def test_a_study_page_whose_report_is_not_its_records_is_caught(packed, tmp_path, capsys):
+    """The check every committed study gets (test_each_committed_study_report_is_its_records_report), on a
+    synthetic study: it passes as written, and fails on one changed figure, naming the line."""
+    root, out = packed
+    study = tmp_path / "studies" / "small"
+    study.mkdir(parents=True)
+    (study / "records.jsonl.gz").write_bytes(out.read_bytes())
+    report.write_report(study / "records.jsonl.gz")
+    assert records.check(study) == []
+    page = (study / "report.md").read_text()
+    line = next(x for x in page.splitlines() if x.startswith("| nfg | 4 | "))
+    (study / "report.md").write_text(page.replace(line, line.replace("| nfg | 4 | ", "| nfg | 5 | ")))
+    diff = records.check(study)
+    assert f"-{line.replace('| nfg | 4 | ', '| nfg | 5 | ')}" in diff and f"+{line}" in diff
+    with pytest.raises(SystemExit) as exit_:
+        records.main(["check", str(study)])
+    assert exit_.value.code == 1 and "report.md differs" in capsys.readouterr().out
+    (study / "report.md").unlink()
+    assert records.check(study) == [f"{study / 'report.md'} is missing"]
+
+
+COMMITTED = sorted(STUDIES.glob("*/records.jsonl.gz"))
+
+
+@pytest.mark.parametrize("records_file", [pytest.param(p, id=p.parent.name, marks=pytest.mark.slow) for p in COMMITTED] or [
+    pytest.param(None, id="none", marks=pytest.mark.skip(
+        reason="no docs/studies/*/records.jsonl.gz is committed yet: pack a study's records with "
+               "`python -m sweeps.records pack multirun/<study> docs/studies/<study>/records.jsonl.gz` "
+               "and report them with `python -m sweeps.report docs/studies/<study>/records.jsonl.gz`"))])
+def test_each_committed_study_report_is_its_records_report(records_file, tmp_path):
+    """docs/studies/<study>/report.md, the page the study's .md quotes, is regenerated from the committed
+    records.jsonl.gz beside it and must equal it byte for byte (the figures are not compared)."""
+    diff = records.check(records_file.parent, tmp_path)
+    assert not diff, "\n".join([f"{records_file.parent / 'report.md'} is not its records' report; regenerate it with "
+                                f"`python -m sweeps.report {records_file}`:", *diff[:80]])
