@@ -203,12 +203,13 @@ def task_section(task: str, trials: list[Trial], root: Path, out: Path, referenc
 
     def curves():
         data = {v: [curve(root / t.path, metric) for t in ts] for v, ts in by_variant.items()}
-        figures.learning_curves(data, metric, out / f"{stem}_curves.png")
+        figures.learning_curves(data, metric, out / f"{stem}_curves.png", lrs={v: [t.lr for t in ts] for v, ts in by_variant.items()},
+                                title=f"{task}: validation and training {metric} per epoch, every trial")
         return [f"![learning curves]({stem}_curves.png)", ""]
 
     def lr_plot():
         figures.metric_vs_lr({v: ([t.lr for t in ts], [t.value for t in ts]) for v, ts in by_variant.items()},
-                             f"test {metric}", out / f"{stem}_lr.png")
+                             f"test {metric}", out / f"{stem}_lr.png", title=f"{task}: {label} against the learning rate")
         return [f"![metric vs lr]({stem}_lr.png)", ""]
 
     return [f"## {task}: {label}", "",
@@ -370,7 +371,7 @@ def importance_section(trials: list[Trial], by_variant: dict, figure: Path) -> l
             skipped.append(f"{group} ({why})")
     if shares:
         effects = list(dict.fromkeys(k for s in shares.values() for k in s))
-        figures.importance_bars(shares, figure)
+        figures.importance_bars(shares, figure, title=f"{trials[0].task}: share of the variance of test {trials[0].metric} (fANOVA)")
         md += [table(["trials of", "n", *effects],
                      [[g, len(groups[g]), *[f"{100 * s.get(e, 0):.1f} %" for e in effects]] for g, s in shares.items()]),
                "", f"![fANOVA]({figure.name})", ""]
