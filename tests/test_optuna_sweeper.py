@@ -114,7 +114,7 @@ def test_the_study_is_an_optuna_sqlite_database_in_the_sweep_folder_with_every_t
 
     launched = sweep(tmp_path / "rs", "cell=v", "hydra.sweeper.n_trials=3")
     assert (tmp_path / "rs" / "optuna.db").is_file()
-    assert [s.study_name for s in optuna.get_all_study_summaries(storage(tmp_path / "rs"))] == ["rs/cell=v,~launch"]
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage(tmp_path / "rs"))] == ["rs/cell=v"]
     study = the_study(tmp_path / "rs")  # a plain RDB storage: what optuna-dashboard opens
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE  # random_search.yaml: test accuracy
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
@@ -134,6 +134,17 @@ def test_a_rerun_resumes_the_study_draws_no_trial_twice_and_more_trials_go_on_wi
     assert first + more == sweep(tmp_path / "at_once", "cell=v", "hydra.sweeper.n_trials=5")
     trials = the_study(tmp_path / "rs").trials
     assert [t.number for t in trials] == [0, 1, 2, 3, 4] and len({folder(t.params, "v") for t in trials}) == 5
+
+
+def test_a_study_is_named_by_what_decides_its_trials_values_so_more_epochs_retell_the_same_draws(tmp_path):
+    import optuna
+
+    first = sweep(tmp_path / "rs", "cell=v", "hydra.sweeper.n_trials=2", "epochs=3")
+    assert sweep(tmp_path / "rs", "cell=v", "hydra.sweeper.n_trials=2", "epochs=3", "data_dir=/elsewhere",
+                 "wandb.mode=disabled") == []  # the same study: nothing to launch
+    assert sweep(tmp_path / "rs", "cell=v", "hydra.sweeper.n_trials=2", "epochs=6") == first  # runs extend there
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(storage(tmp_path / "rs"))) == \
+        ["rs/cell=v,epochs=3", "rs/cell=v,epochs=6"]
 
 
 def test_trials_a_killed_sweep_left_unfinished_run_again_in_their_own_folders(tmp_path):
@@ -289,7 +300,7 @@ def test_optunas_own_info_lines_come_only_with_verbose(tmp_path):
         sweep(tmp_path / "quiet", "cell=v", "hydra.sweeper.n_trials=2")
         assert lines == []
         sweep(tmp_path / "verbose", "cell=v", "hydra.sweeper.n_trials=2", "verbose=true")
-        assert "A new study created in RDB with name: verbose/cell=v,verbose=true,~launch" in lines
+        assert "A new study created in RDB with name: verbose/cell=v" in lines
     finally:
         for logger in chatty:
             logger.removeHandler(handler)
@@ -308,7 +319,7 @@ def test_an_optuna_sweep_says_one_line_about_its_study_and_nothing_else(tmp_path
     assert out.returncode == 0, out.stderr[-3000:]
     lines = (out.stdout + out.stderr).splitlines()
     assert len(lines) == 3, lines
-    assert f"Optuna study '{tmp_path.name}/cell=v,~launch' in {tmp_path}/optuna.db (RandomSampler, seed=0): " \
+    assert f"Optuna study '{tmp_path.name}/cell=v' in {tmp_path}/optuna.db (RandomSampler, seed=0): " \
            "trials 2 to draw" in lines[0]
     assert all(line.startswith("dry-run: ") for line in lines[1:])
 

@@ -12,8 +12,8 @@ default), `tpe`, `qmc`, each Optuna's own with its `seed`.
 
 The study is Optuna's, in SQLite: `<sweep dir>/optuna.db` (`optuna.load_study(study_name=...,
 storage="sqlite:///<sweep dir>/optuna.db")`, `optuna-dashboard sqlite:///<sweep dir>/optuna.db`), named
-`<sweep folder name>/<the command's other overrides>` (`random_search/cell=nig`), so the cells of a shell loop
-are studies side by side in one database. Drawing goes through Optuna's ask/tell API, `n_jobs` draws at a time,
+`<sweep folder name>/<the command's other overrides>` (`random_search/cell=nig`: those that name trial
+folders, and epochs), so the cells of a shell loop are studies side by side in one database. Drawing goes through Optuna's ask/tell API, `n_jobs` draws at a time,
 each batch run by the launcher; a trial's value is what train.py returns (its test objective), and a trial
 with none (failed, diverged before its first epoch) is told FAIL and never stops the study.
 
@@ -73,7 +73,7 @@ class OptunaSweeperConf:
     direction: str = "minimize"  # minimize | maximize: the test objective train.py returns
     n_trials: int = 20  # draws in the study; a rerun with more goes on drawing
     n_jobs: int = 2  # draws per batch, launched together (the launcher runs them its n_jobs at a time)
-    study_name: Optional[str] = None  # null: <sweep folder name>/<the command's other overrides>
+    study_name: Optional[str] = None  # null: <sweep folder name>/<the command's other overrides, as trial folders name them, and epochs>
     params: Optional[Dict[str, str]] = None  # the search space: key -> interval(...), tag(log, ...), a,b,c
 
 

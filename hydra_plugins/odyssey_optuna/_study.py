@@ -29,8 +29,8 @@ RETRY_ATTR = "retry_of"  # trial user attr: the number of the failed trial whose
 VERSION_ATTR = "optuna"  # trial user attr: the Optuna version that drew it
 
 
-def search_space(params: dict, arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
-    """({key: distribution}, [fixed overrides]) from `hydra.sweeper.params` and the command line's overrides,
+def search_space(params: dict, arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """({key: distribution}, {key: fixed override}) from `hydra.sweeper.params` and the command line's overrides,
     parsed with Hydra's override parser as hydra-optuna-sweeper did; a later override of a key wins."""
     lines = [f"{key}={value}" for key, value in params.items()] + list(arguments)
     space: dict[str, BaseDistribution] = {}
@@ -43,7 +43,7 @@ def search_space(params: dict, arguments: list[str]) -> tuple[dict[str, BaseDist
             space[key] = distribution(override)
         else:
             fixed[key] = override.input_line
-    return space, list(fixed.values())
+    return space, fixed
 
 
 def distribution(override: Override) -> BaseDistribution:
@@ -64,10 +64,10 @@ def distribution(override: Override) -> BaseDistribution:
                      "int(interval(a, b)), tag(log, ...) and range(a, b, step)")
 
 
-def trial_overrides(params: dict[str, Any], space: dict, fixed: list[str]) -> list[str]:
+def trial_overrides(params: dict[str, Any], space: dict, fixed: dict[str, str]) -> list[str]:
     """A trial's overrides, as hydra-optuna-sweeper wrote them (so its folder is the same): the draws in the
     search space's order, then the fixed overrides."""
-    return [f"{key}={params[key]}" for key in space if key in params] + fixed
+    return [f"{key}={params[key]}" for key in space if key in params] + list(fixed.values())
 
 
 def sweep_identity(sweeper, space: dict) -> dict:
@@ -102,11 +102,16 @@ def describe(key: str, value: Any) -> str:
     return str(value)
 
 
-def study_name(sweeper, fixed: list[str]) -> str:
+def study_name(sweeper, fixed: dict[str, str]) -> str:
+    """The sweep folder's name and the fixed overrides that decide the trials' values: those trial folders are
+    named by (cell=nig), and epochs, which they are not (a rerun with more epochs is a new study of the same
+    draws, whose runs go on from their checkpoints), but not data_dir, wandb.*, launch, verbose..."""
     if sweeper.study_name:
         return str(sweeper.study_name)
     folder = Path(str(sweeper.config.hydra.sweep.dir)).name
-    return f"{folder}/{','.join(sorted(fixed))}" if fixed else folder
+    left_out = set(sweeper.config.hydra.job.config.override_dirname.exclude_keys) - {"epochs"}
+    named = sorted(line for key, line in fixed.items() if key.lstrip("+~") not in left_out)
+    return f"{folder}/{','.join(named)}" if named else folder
 
 
 def skip_draws(sampler, space: dict, direction: str, n: int) -> None:
