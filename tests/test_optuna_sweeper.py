@@ -252,6 +252,11 @@ def test_a_database_of_another_sweep_in_the_folder_is_refused_in_one_line_and_le
     assert len(optuna.get_all_study_summaries(storage(tmp_path / "rs"))) == 2
 
 
+def test_a_sweep_with_nothing_to_draw_is_refused_in_one_line(tmp_path):
+    assert "nothing to draw" in one_line_exit(tmp_path / "rs", "cell=v", "hydra.sweeper.params=null", preset="random_search")
+    assert not (tmp_path / "rs" / "optuna.db").exists()
+
+
 OLD_SWEEP_FILE = """\
 defaults:
   - config

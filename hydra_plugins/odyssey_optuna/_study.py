@@ -136,6 +136,9 @@ def run_study(sweeper, arguments: list[str]) -> None:
     config = sweeper.config
     configure_logging(bool(config.get("verbose", False)))  # Optuna is imported now: its INFO lines only if verbose
     space, fixed = search_space(sweeper.params, arguments)
+    if not space:  # every trial would be the same run, in the same folder
+        sys.exit("error: the Optuna sweeper has nothing to draw: give it a search space (hydra.sweeper.params, or a "
+                 "sweep override such as 'lr=tag(log, interval(1e-5, 1e-2))').")
     folder = Path(str(config.hydra.sweep.dir))
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / DATABASE
