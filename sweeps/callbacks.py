@@ -1,6 +1,7 @@
 """Hydra callbacks for every multirun (conf/config.yaml: hydra.callbacks), whatever its sweeper or launcher.
 
     refuse a sweep over a key that trial folders are not named by (two trials would share one folder)
+    refuse, in one line, a sweep still naming hydra-optuna-sweeper (hydra/sweeper=optuna): say what to write
     end with a table of the sweep's trials (folder, status, objective) and the command for its report
 """
 
@@ -15,14 +16,16 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from training.logs import quiet_optuna_sweeper
+from hydra_plugins.odyssey_optuna import refuse_retired
+from training.logs import configure_logging
 
 log = logging.getLogger("odyssey")
 
 
 class SweepGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        quiet_optuna_sweeper(config)
+        configure_logging(bool(config.get("verbose", False)))
+        refuse_retired(config)  # before Hydra instantiates it (the old class fails with a traceback)
         excluded = set(config.hydra.job.config.override_dirname.exclude_keys)
         swept = [o.get_key_element() for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
                  if o.is_sweep_override() and o.get_key_element() in excluded]

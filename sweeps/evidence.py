@@ -293,9 +293,10 @@ def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], 
     share is its pure interaction), divided by the tree's total variance, is U's share in that tree; the
     shares are averaged over the trees whose prediction varies. Leaves of at least 0.5 % of the trials
     (>= 5) smooth the seed-to-seed noise, but never more than a tenth of them (see leaf_size). Written on
-    scikit-learn's public tree arrays (tree_.feature, threshold, children_*, value) rather than Optuna's
-    private fANOVA, which Optuna 2.10 (pinned by hydra-optuna-sweeper) keeps internal and which predates
-    numpy 2.
+    scikit-learn's public tree arrays (tree_.feature, threshold, children_*, value). Optuna's public
+    FanovaImportanceEvaluator computes the same main effects (tests/test_report.py: within 0.02 of the
+    variance with the same leaf size, same ranking with these leaves), but gives no pair's interaction (lr x
+    hidden), fixes its leaves at one trial, and reads a log-scale parameter on its raw scale.
     """
     from sklearn.ensemble import RandomForestRegressor
 

@@ -3,13 +3,13 @@ brings back the libraries' INFO chatter (JAX's backend probes, Orbax, wandb's ba
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 
 # INFO lines that look like errors or repeat what Odyssey says: JAX probing for backends it does not find
 # ("Unable to initialize backend 'tpu'"), Orbax's and absl's file-by-file progress, Optuna's study lines,
-# alembic's set-up (imported with Optuna when an Optuna sweep starts: training.logs.quiet_optuna_sweeper).
+# alembic's set-up of the study database (both imported when an Optuna sweep starts: hydra_plugins.odyssey_optuna,
+# which calls configure_logging again once Optuna is imported).
 CHATTY = ("jax._src.xla_bridge", "jax", "absl", "orbax", "optuna", "alembic")
 
 
@@ -36,10 +36,3 @@ def configure_logging(verbose: bool = False) -> None:
     if optuna is not None:
         optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
 
-
-def quiet_optuna_sweeper(config) -> None:
-    """Before an Optuna sweep: import Optuna now (its sweeper would, next) and quiet its study lines.
-    Only such a sweep pays for importing it (4-9 s on this CPU): a run, or a trial in a worker, does not."""
-    if "optuna" in str(config.hydra.sweeper.get("_target_", "")):
-        importlib.import_module("optuna")  # configure_logging below sets its level
-    configure_logging(bool(config.get("verbose", False)))

@@ -1,5 +1,5 @@
 """A Hydra launcher that starts nothing: it prints what each trial would be, so listing a sweep's trials
-runs the real `python train.py -m ...` command, its real sweeper (grid, or Optuna with its seeded sampler)
+runs the real `python train.py -m ...` command, its real sweeper (grid, or the Optuna study with its seeded sampler)
 and Hydra's own folder naming, through public plugin APIs only:
 
     python train.py -m -cd sweeps -cn random_search cell=nig hydra/launcher=dry_run hydra.sweep.dir=/tmp/x
@@ -50,6 +50,8 @@ class DryRunLauncher(Launcher):
             subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
             print(PREFIX + json.dumps({"overrides": list(overrides), "subdir": subdir}), flush=True)
             task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-            returns.append(JobReturn(overrides=list(overrides), cfg=task_cfg, hydra_cfg=cfg, working_dir=subdir,
-                                     task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED, _return_value=0.0))
+            job = JobReturn(overrides=list(overrides), cfg=task_cfg, hydra_cfg=cfg, working_dir=subdir,
+                            task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED)
+            job.return_value = 0.0
+            returns.append(job)
         return returns

@@ -96,8 +96,10 @@ class PopulationLauncher(Launcher):
             value = None
             if result and result.get("test"):
                 value = result["test"].get(result["objective"]["name"])
-            returns.append(JobReturn(overrides=overrides, cfg=task_cfg, hydra_cfg=cfg, working_dir=run_dir,
-                                     task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED, _return_value=value))
+            job = JobReturn(overrides=overrides, cfg=task_cfg, hydra_cfg=cfg, working_dir=run_dir,
+                            task_name=cfg.hydra.job.name, status=JobStatus.COMPLETED)
+            job.return_value = value  # what an optimizing sweeper reads (the Optuna study's value)
+            returns.append(job)
         return returns
 
     def _train(self, cfgs, run_dirs, sweep_dir: Path) -> list:
