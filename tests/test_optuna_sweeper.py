@@ -195,6 +195,7 @@ def test_a_failed_trial_is_told_failed_the_study_goes_on_and_a_rerun_retries_its
 # ---------------------------------------------------------------- samplers, batches, direction
 
 
+@pytest.mark.slow
 def test_random_is_greffs_sampler_and_tpe_and_qmc_are_selectable_and_seeded(tmp_path):
     for preset in ("random_search", "greff_jsb"):
         assert compose_preset(preset).hydra.sweeper.sampler._target_ == "optuna.samplers.RandomSampler"

@@ -124,6 +124,7 @@ def test_the_command_lines_pack_and_report_a_study_beside_its_page(packed, tmp_p
         records.main(["pack", str(tmp_path / "missing"), str(tmp_path / "x.jsonl.gz")])
 
 
+@pytest.mark.slow
 def test_a_study_page_whose_report_is_not_its_records_is_caught(packed, tmp_path, capsys):
     """The check every committed study gets (test_each_committed_study_report_is_its_records_report), on a
     synthetic study: it passes as written, and fails on one changed figure, naming the line."""

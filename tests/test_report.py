@@ -385,6 +385,7 @@ def test_shared_draws_are_paired_and_wilcoxon_finds_a_shift_that_welch_misses():
     assert len(matched) == 1 and duplicated == 1
 
 
+@pytest.mark.slow
 def test_fanova_intervals_cover_the_share_of_the_hyperparameter_that_drives_the_metric():
     lrs, hiddens, noises, rng = random_space(60)
     trials = trials_from(-(np.log10(lrs) + 4) ** 2 + 0.05 * rng.normal(size=60), lrs, hiddens, noises)
@@ -437,6 +438,7 @@ def test_odd_settings_names_each_trial_whose_settings_are_not_the_majoritys_and_
     assert tie["tie"] and tie["kept"] == 1 and [o["path"] for o in tie["odd"]] == ["b"]  # '{"batch_size": "1"' sorts first
 
 
+@pytest.mark.slow
 def test_a_study_mixing_settings_reports_its_odd_trials_and_pairs_the_rest(tmp_path):
     """Three variants on the same 12 draws, nig worse by 0.01 in every draw; two more v trials run with
     another batch size and another patience: they are named and left out, never pooled."""
@@ -482,6 +484,7 @@ def test_the_report_says_when_there_is_nothing_to_pair_and_gives_every_new_secti
     assert f"each refit with {evidence.FANOVA_RESAMPLE_TREES} trees" in intervals and "| all variants | 30 |" in intervals
 
 
+@pytest.mark.slow
 def test_fanova_main_effects_agree_with_optunas_fanova_evaluator_on_one_synthetic_study(monkeypatch):
     """evidence.fanova_shares against optuna.importance.FanovaImportanceEvaluator on the same 200 trials of a
     known function of Greff's four hyperparameters, each on the scale it is analysed on (Optuna's evaluator reads
