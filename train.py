@@ -14,6 +14,7 @@ from hydra.types import RunMode
 import training
 from training.devices import configure_host
 from training.logs import configure_logging
+from training.records import job_configs
 
 log = logging.getLogger("odyssey")
 configure_logging()  # the libraries' INFO lines off from the start; main() applies `verbose`
@@ -27,9 +28,11 @@ def main(cfg) -> float | None:
         configure_host(cfg.speed)  # before JAX starts: the device count is fixed per process
     except ValueError:
         pass  # training.train's config check refuses it and records the trial as failed
+    # conf/config.yaml sets hydra.output_subdir to null: the run writes .hydra/ itself once it takes the folder
+    files = job_configs(cfg, HydraConfig.instance().cfg, hc.overrides.task) if hc.output_subdir is None else None
     try:
-        result = training.train(cfg, run_dir=hc.runtime.output_dir)
-    except ValueError:  # bad config or data: already logged in one line; result.json holds the traceback
+        result = training.train(cfg, run_dir=hc.runtime.output_dir, job_configs=files)
+    except ValueError:  # bad config or data, or a refused folder: already logged in one line
         if hc.mode != RunMode.MULTIRUN:
             sys.exit(1)
         return None  # in a sweep the trial is recorded and the sweep goes on

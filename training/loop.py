@@ -24,9 +24,10 @@ from training.steps import add_sums, is_padded, means
 log = logging.getLogger("odyssey")
 
 
-def train(cfg, run_dir: str | os.PathLike | None = None) -> dict:
-    """Train one run into `run_dir` (default: the working directory) and return its result record."""
-    run, done = begin_run(cfg, Path(run_dir or os.getcwd()))
+def train(cfg, run_dir: str | os.PathLike | None = None, job_configs: dict[str, str] | None = None) -> dict:
+    """Train one run into `run_dir` (default: the working directory) and return its result record.
+    job_configs: the `.hydra/` files of a job Hydra started (training.records.job_configs)."""
+    run, done = begin_run(cfg, Path(run_dir or os.getcwd()), job_configs)
     if done:
         return run.result
     try:

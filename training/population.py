@@ -107,16 +107,19 @@ def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str 
 
 
 def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto",
-                     mix_variants: bool = False) -> list[dict]:
-    """Train every config, grouped into populations (`plan_populations`), here, one after another; one result each."""
+                     mix_variants: bool = False, job_configs: list | None = None) -> list[dict]:
+    """Train every config, grouped into populations (`plan_populations`), here, one after another; one result each.
+    job_configs: per trial, the `.hydra/` files of its Hydra job (training.records.job_configs), or None."""
     results: list[dict | None] = [None] * len(cfgs)
+    job_configs = job_configs or [None] * len(cfgs)
     for idx in plan_populations(cfgs, max_size, width_bucket, mix_variants):
-        for i, r in zip(idx, train_one_population([cfgs[i] for i in idx], [run_dirs[i] for i in idx])):
+        for i, r in zip(idx, train_one_population([cfgs[i] for i in idx], [run_dirs[i] for i in idx],
+                                                  job_configs=[job_configs[i] for i in idx])):
             results[i] = r
     return results
 
 
-def train_one_population(cfgs, run_dirs, in_new_process: bool = False) -> list[dict]:
+def train_one_population(cfgs, run_dirs, in_new_process: bool = False, job_configs: list | None = None) -> list[dict]:
     """One population: its trials' results (each also in its run_dir's result.json). in_new_process: this
     process has not started JAX yet (a cluster job), so set its CPU devices and logging first."""
     if in_new_process:
@@ -127,10 +130,10 @@ def train_one_population(cfgs, run_dirs, in_new_process: bool = False) -> list[d
         configure_logging(cfgs[0].verbose)
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     out, runs = [], []
-    for cfg, run_dir in zip(cfgs, run_dirs):
+    for cfg, run_dir, files in zip(cfgs, run_dirs, job_configs or [None] * len(cfgs)):
         try:
-            run, done = begin_run(cfg, Path(run_dir), population_size=len(cfgs))
-        except Exception:  # a bad config: begin_run recorded it as failed; the others train without it
+            run, done = begin_run(cfg, Path(run_dir), files, population_size=len(cfgs))
+        except Exception:  # a bad config (recorded as failed) or a refused folder: the others train without it
             out.append(RunRecord(Path(run_dir)).previous())
             continue
         out.append(run.result)

@@ -4,6 +4,9 @@
     result.json     status (running|completed|diverged|failed), final metrics, the resolved config,
                     parameter count, device, timings; rewritten atomically, so it is never half-written
     checkpoints/    Orbax checkpoints for resumption (training.checkpoint)
+    .hydra/         the job's config, Hydra's config and the command line's overrides, as Hydra writes them;
+                    written here (conf/config.yaml turns Hydra's own writing off) once the run takes the folder,
+                    so a rerun that is refused leaves the folder as it was
 """
 
 from __future__ import annotations
@@ -29,9 +32,25 @@ def read_json(path: Path) -> dict | None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write through a temporary file and rename, so a killed process never leaves half a record."""
+    write_text(path, dumps(obj, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
     tmp = Path(f"{path}.tmp")
-    tmp.write_text(dumps(obj, indent=2) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+JOB_CONFIGS = ".hydra"
+
+
+def job_configs(task_cfg, hydra_cfg, overrides) -> dict[str, str]:
+    """The files Hydra writes into a job's `.hydra/` (config.yaml, hydra.yaml, overrides.yaml), as text.
+    hydra_cfg: the config holding the `hydra` node (HydraConfig.instance().cfg in a job)."""
+    from omegaconf import OmegaConf
+
+    return {"config.yaml": OmegaConf.to_yaml(task_cfg), "hydra.yaml": OmegaConf.to_yaml(hydra_cfg),
+            "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(overrides)))}
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:
@@ -100,3 +119,12 @@ class RunRecord:
 
     def write_result(self, result: dict) -> None:
         write_json(self.result_path, result)
+
+    def write_job_configs(self, files: dict[str, str] | None) -> None:
+        """The job's `.hydra/` files (job_configs), when the run was started by Hydra."""
+        if not files:
+            return
+        folder = self.dir / JOB_CONFIGS
+        folder.mkdir(exist_ok=True)
+        for name, text in files.items():
+            write_text(folder / name, text)

@@ -92,12 +92,18 @@ class Engine(Protocol):
     def stop(self, k: int) -> None: ...  # run k has ended: leave its parameters as they are
 
 
-def begin_run(cfg, run_dir: Path, **extra) -> tuple[Run, bool]:
+class Refused(ValueError):
+    """A rerun this run directory cannot take (another config's checkpoints are there); nothing was touched."""
+
+
+def begin_run(cfg, run_dir: Path, job_configs: dict[str, str] | None = None, **extra) -> tuple[Run, bool]:
     """Check the config and the run directory: (run, done).
 
     done: the directory already holds a completed or diverged run of this exact config, and the run's
     result is that record (a rerun, e.g. of a whole sweep, retrains nothing). Otherwise the result is
     a new record, status "running", carrying the previous wandb run id so a resumed run continues it.
+    job_configs: the job's `.hydra/` files (training.records.job_configs), written once this run takes the
+    folder, so a refused rerun (another config's checkpoints are there) leaves every file as it was.
     """
     record = RunRecord(run_dir)
     previous = record.previous() or {}
@@ -108,15 +114,21 @@ def begin_run(cfg, run_dir: Path, **extra) -> tuple[Run, bool]:
         if previous.get("status") not in FINISHED:
             record.write_result({"status": "failed", "error": f"{type(e).__name__}: {e}", "run_dir": str(run_dir),
                                  "config": OmegaConf.to_container(cfg, resolve=False)})
+            record.write_job_configs(job_configs)
         log.error("%s; nothing was trained (record: %s)", e, record.result_path)
         raise
     if (previous.get("status") in FINISHED and "config" in previous and previous["config"].get("epochs") == resolved["epochs"]
             and run_identity(previous["config"]) == run_identity(resolved)):
         log.info("%s already holds a %s run of this config; nothing to do", run_dir, previous["status"])
         return Run(cfg, record, previous), True
-    refuse_other_run(previous, resolved, run_dir)
+    try:
+        refuse_other_run(previous, resolved, run_dir)
+    except Refused as e:
+        log.error("%s", e)
+        raise
     result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
               **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id")}
+    record.write_job_configs(job_configs)
     return Run(cfg, record, result, finished_before=previous if previous.get("status") in FINISHED else None), False
 
 
@@ -287,11 +299,17 @@ def refuse_other_run(previous: dict, resolved: dict, run_dir: Path) -> None:
     old, new = run_identity(previous["config"]), run_identity(resolved)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
-        raise ValueError(
-            f"{run_dir} holds checkpoints of a run with a different config (changed: {', '.join(changed)}). "
+        shown = ", ".join(f"{k} {_short(old.get(k, '(none)'))} -> {_short(new.get(k, '(none)'))}" for k in changed)
+        raise Refused(
+            f"refused: {run_dir} holds checkpoints of a run with a different config (changed: {shown}). "
             f"Only {', '.join(RESUMABLE_CHANGES + SAME_NUMBERS)} may change on resume; use a new output directory "
-            "(hydra.run.dir=...) for a new run. Nothing there was modified."
+            "(hydra.run.dir=...) for a new run. Its files are left as they were."
         )
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def device_info(platform: str | None = None) -> dict:
