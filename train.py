@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 import training
+from training.config import check_command_line
 from training.devices import configure_host
 from training.logs import configure_logging
 from training.records import job_configs
@@ -45,4 +46,9 @@ def main(cfg) -> float | None:
 
 
 if __name__ == "__main__":
+    # before Hydra composes (and so before anything is written): unknown keys, however added (`+hiden=64`
+    # composes), and unknown cell/task/optimizer/launch names, in one line naming the closest known one
+    problems = check_command_line(sys.argv[1:])
+    if problems:
+        sys.exit("error: " + "; ".join(problems) + ".")
     main()
