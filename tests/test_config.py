@@ -174,7 +174,11 @@ def test_an_unknown_key_stops_train_py_in_one_line_before_anything_is_written(ar
     ("batch_size=-1", "batch_size must be a positive integer"),
     ("cell.name=lstm", "choose one of " + ", ".join(CELLS)),
     ("speed.hoist_projection=maybe", "choose true, false or auto"),
-    ("lr=0", "lr must be positive"),
+    ("lr=0", "lr must be a finite number >= 1.18e-38 (the smallest normal float32"),
+    ("lr=-0.1", "lr must be a finite number >= 1.18e-38"),
+    ("lr=nan", "lr must be a finite number >= 1.18e-38"),
+    ("lr=inf", "lr must be a finite number >= 1.18e-38"),
+    ("lr=1e-40", "lr must be a finite number >= 1.18e-38"),  # subnormal: lr * gradient underflows
     ("dropout=1.0", "dropout must be in [0, 1)"),
     ("platform=quantum", "this machine's JAX has cpu"),
     ("platform=tpu", "this machine's JAX has cpu"),
@@ -198,6 +202,11 @@ def test_check_config_refuses_bad_values_naming_what_is_accepted(override, accep
     with pytest.raises(ValueError, match=re.escape(accepted)) as e:
         check_config(cfg)
     assert override.split("=")[1] in str(e.value)  # the bad value is quoted back
+
+
+def test_a_learning_rate_below_float16s_smallest_normal_trains_with_float16_matmuls():
+    """speed.dtype is the matmuls' dtype; parameters, gradients' updates and the learning rate stay float32."""
+    check_config(compose_config("speed.dtype=float16", "lr=1e-6"))  # float16's tiny is 6.1e-05
 
 
 def test_check_config_accepts_the_tiny_test_config():

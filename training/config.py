@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -311,6 +312,10 @@ def check_command_line(argv: list[str]) -> list[str]:
     return problems
 
 
+# the smallest learning rate that can train: below float32's smallest normal number, lr * gradient underflows
+SMALLEST_LR = float(np.finfo(np.float32).tiny)
+
+
 def check_config(cfg) -> None:
     """Refuse values the types allow but training cannot use, naming what is accepted."""
     from training import host_memory, speed_rules
@@ -327,8 +332,9 @@ def check_config(cfg) -> None:
     for key in ("hidden", "layers", "epochs", "batch_size", "eval_batch_size"):
         if cfg[key] < 1:
             problems.append(f"{key} must be a positive integer, got {cfg[key]}")
-    if not cfg.lr > 0:
-        problems.append(f"lr must be positive, got {cfg.lr}")
+    if not SMALLEST_LR <= cfg.lr < float("inf"):  # also refuses nan
+        problems.append(f"lr must be a finite number >= {SMALLEST_LR:.3g} (the smallest normal float32: parameters and "
+                        f"the optimizer's learning rate are float32 whatever speed.dtype), got {cfg.lr}")
     if not 0 <= cfg.dropout < 1:
         problems.append(f"dropout must be in [0, 1), got {cfg.dropout}")
     if not 0 <= cfg.input_noise < float("inf"):  # also refuses nan
