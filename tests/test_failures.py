@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, compose_config
+from training import train
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
@@ -55,3 +56,12 @@ def test_a_rerun_with_another_config_is_refused_in_one_line_and_leaves_the_folde
     log_before, log_after = before.pop("train.log")[0].decode(), after.pop("train.log")[0].decode()
     assert after == before  # .hydra/ included: Hydra's config and overrides of the first run
     assert log_after.startswith(log_before) and log_after[len(log_before):].strip() == line  # its one line, kept
+
+
+@pytest.mark.parametrize("junk", ["null", "[1, 2]", '{"status": "compl'])
+def test_a_result_json_that_is_not_a_record_is_replaced_by_the_runs_own(tmp_path, junk, caplog):
+    (tmp_path / "result.json").write_text(junk)
+    result = train(compose_config(), tmp_path)
+    assert result["status"] == "completed"
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"
+    assert "is not a run record (a JSON object); it will be replaced by this run's" in caplog.text

@@ -89,9 +89,11 @@ class RunRecord:
 
     def previous(self) -> dict | None:
         """The record already here; an unreadable one (torn, junk) is reported and treated as none."""
-        if self.result_path.exists() and read_json(self.result_path) is None:
-            log.warning("%s is not a JSON record; it will be replaced by this run's", self.result_path)
-        return read_json(self.result_path)
+        record = read_json(self.result_path)
+        if self.result_path.exists() and not isinstance(record, dict):
+            log.warning("%s is not a run record (a JSON object); it will be replaced by this run's", self.result_path)
+            return None
+        return record
 
     def epochs(self) -> list[dict]:
         """The epoch lines; a line that is not JSON (torn by a kill mid-write) is dropped with a warning."""
