@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, TINY, compose_config
 from training import train
+from training.lock import RunLock, RunLocked
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
@@ -65,3 +69,81 @@ def test_a_result_json_that_is_not_a_record_is_replaced_by_the_runs_own(tmp_path
     assert result["status"] == "completed"
     assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"
     assert "is not a run record (a JSON object); it will be replaced by this run's" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Two processes, one run folder
+
+# takes the lock of the folder in argv[1] and holds it; imports only training/lock.py (no JAX)
+HOLDER = """import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("lock", sys.argv[2])
+lock = importlib.util.module_from_spec(spec); spec.loader.exec_module(lock)
+lock.RunLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holders_lock_does_not_block(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path), str(ROOT / "training" / "lock.py")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(RunLocked, match=rf"refused: {tmp_path} is in use by process {holder.pid} on "
+                                            rf"{socket.gethostname()}, running since"):
+            RunLock(tmp_path).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (tmp_path / "run.lock").exists()  # what kill -9 leaves
+    lock = RunLock(tmp_path).acquire()  # the kernel dropped the dead holder's lock
+    assert json.loads((tmp_path / "run.lock").read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not (tmp_path / "run.lock").exists()  # a folder at rest holds no lock
+
+
+def test_a_run_into_a_folder_another_run_holds_is_refused_in_one_line_and_touches_nothing(tmp_path, caplog):
+    train(compose_config(), tmp_path)
+    before = snapshot(tmp_path)
+    held = RunLock(tmp_path).acquire()  # another open file: flock(2) refuses it even within this process
+    try:
+        with pytest.raises(RunLocked, match=f"is in use by process {os.getpid()}"):
+            train(compose_config("epochs=2"), tmp_path)
+        assert {k: v for k, v in snapshot(tmp_path).items() if k != "run.lock"} == before
+    finally:
+        held.release()
+    assert snapshot(tmp_path) == before
+    assert sum("is in use by process" in m for m in caplog.messages) == 1
+
+
+# many steps per epoch, so the run is still training when the second process starts
+LONG = [*[o for o in TINY if not o.startswith(("task.train_size", "epochs"))], "task.train_size=16000", "epochs=3",
+        "cell=srn", "speed.cpu_devices=1"]
+
+
+@pytest.mark.slow
+def test_two_train_py_processes_on_one_folder_the_second_is_refused_at_once_and_a_kill_9_does_not_block(tmp_path):
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *LONG, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                             env={**os.environ, "WANDB_MODE": "disabled"}, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 240
+        while not (run_dir / "result.json").exists():  # written once the run holds the folder
+            assert first.poll() is None and time.time() < deadline, first.stdout.read()
+            time.sleep(0.05)
+        t0 = time.time()
+        second = train_py(*LONG, f"hydra.run.dir={run_dir}")
+        assert second.returncode == 1
+        (line,) = second.stdout.strip().splitlines()
+        assert f"refused: {run_dir} is in use by process {first.pid} on {socket.gethostname()}" in line
+        assert time.time() - t0 < 60  # at once: no compilation, no training
+        assert first.poll() is None  # the holder goes on
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+    assert (run_dir / "run.lock").exists()
+    rerun = train_py(*LONG, f"hydra.run.dir={run_dir}")
+    assert rerun.returncode == 0, rerun.stdout
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
+    assert not (run_dir / "run.lock").exists()

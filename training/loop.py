@@ -38,6 +38,8 @@ def train(cfg, run_dir: str | os.PathLike | None = None, job_configs: dict[str, 
     except Exception as e:
         mark_failed(run, e)
         raise
+    finally:
+        run.release()  # the folder's lock (training/lock.py), whatever happened
     return run.result
 
 

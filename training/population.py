@@ -149,6 +149,9 @@ def train_one_population(cfgs, run_dirs, in_new_process: bool = False, job_confi
             if run.running:
                 mark_failed(run, e)
         raise
+    finally:
+        for run in runs:
+            run.release()  # each trial's folder lock (training/lock.py), whatever happened
     return out  # the trials' result dicts, updated in place as they finished
 
 

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from tasks import num_batches
 from training.checkpoint import Checkpoints
 from training.config import check_config
+from training.lock import RunLock, RunLocked
 from training.records import FINISHED, RunRecord
 from training.tracking import Tracker
 
@@ -70,6 +71,12 @@ class Run:
     ckpt: Checkpoints | None = None
     meta: dict = field(default_factory=new_meta)
     finished_before: dict | None = None  # the completed/diverged record a rerun (e.g. with more epochs) started from
+    lock: RunLock | None = None  # the run folder's, held from begin_run until the run ends
+
+    def release(self) -> None:
+        """Let go of the run folder (its lock); once the run's record is final."""
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def running(self) -> bool:
@@ -97,15 +104,36 @@ class Refused(ValueError):
 
 
 def begin_run(cfg, run_dir: Path, job_configs: dict[str, str] | None = None, **extra) -> tuple[Run, bool]:
-    """Check the config and the run directory: (run, done).
+    """Take the run directory (its lock), check the config and what the directory holds: (run, done).
 
     done: the directory already holds a completed or diverged run of this exact config, and the run's
     result is that record (a rerun, e.g. of a whole sweep, retrains nothing). Otherwise the result is
     a new record, status "running", carrying the previous wandb run id so a resumed run continues it.
     job_configs: the job's `.hydra/` files (training.records.job_configs), written once this run takes the
     folder, so a refused rerun (another config's checkpoints are there) leaves every file as it was.
+    The run holds the folder's lock (training/lock.py) until it ends (finish, mark_failed, release).
     """
     record = RunRecord(run_dir)
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except RunLocked as e:
+        log.error("%s", e)
+        raise
+    try:
+        run, done = _begin(cfg, record, job_configs, extra)
+    except BaseException:
+        lock.release()
+        raise
+    if done:
+        lock.release()
+    else:
+        run.lock = lock
+    return run, done
+
+
+def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]:
+    run_dir = record.dir
     previous = record.previous() or {}
     try:
         check_config(cfg)
@@ -235,6 +263,7 @@ def finish(run: Run, status: str, started: float, stopped_early: bool = False) -
         run.tracker.summary(summary_values(run.result))
         run.tracker.finish()
     log.info(summary_line(run.result, run.record.result_path))
+    run.release()
 
 
 def final_fields(record: RunRecord, meta: dict, status: str, started: float) -> dict:
@@ -282,6 +311,7 @@ def mark_failed(run: Run, error: Exception) -> None:
         log.error("%s; recorded as failed in %s", reason, run.record.result_path)
     if run.tracker is not None:
         run.tracker.finish(failed=True)
+    run.release()
 
 
 def is_better(metrics: dict, best: dict | None, objective) -> bool:
