@@ -14,6 +14,7 @@ from hydra.types import RunMode
 import training
 from training.config import check_command_line
 from training.devices import configure_host
+from training.interrupt import Interrupted
 from training.logs import configure_logging
 from training.records import job_configs
 
@@ -51,4 +52,7 @@ if __name__ == "__main__":
     problems = check_command_line(sys.argv[1:])
     if problems:
         sys.exit("error: " + "; ".join(problems) + ".")
-    main()
+    try:
+        main()
+    except Interrupted as e:  # SIGTERM or SIGINT: the run recorded itself as interrupted and said so
+        sys.exit(e.exit_code)

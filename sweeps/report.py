@@ -103,6 +103,9 @@ def read_trial(run_dir: Path, rel: str) -> Trial:
     status = str(result.get("status", "unknown"))
     if status == "failed":
         raise RecordProblem(status, str(result.get("error") or "failed without an error message"))
+    if status == "interrupted":
+        raise RecordProblem(status, f"interrupted by {result.get('signal', 'a signal')} after {epochs} epoch(s); "
+                                    "rerun its command to resume it")
     if status not in COUNTED:
         raise RecordProblem(status, f"still running, or killed: {epochs} epoch(s) logged")
     try:

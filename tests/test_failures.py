@@ -147,3 +147,97 @@ def test_two_train_py_processes_on_one_folder_the_second_is_refused_at_once_and_
     assert rerun.returncode == 0, rerun.stdout
     assert json.loads((run_dir / "result.json").read_text())["status"] == "completed"
     assert not (run_dir / "run.lock").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# SIGTERM and SIGINT
+
+
+def signal_in_epoch(monkeypatch, engine_class, epoch: int, signum: int) -> None:
+    """The signal arrives as `epoch` starts training, as it would from outside: the step loop sees it next."""
+    original = engine_class.train_epoch
+
+    def train_epoch(self, e):
+        if e == epoch:
+            os.kill(os.getpid(), signum)
+        return original(self, e)
+
+    monkeypatch.setattr(engine_class, "train_epoch", train_epoch)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_run_stops_it_as_interrupted_and_the_rerun_ends_as_an_uninterrupted_run(tmp_path, monkeypatch,
+                                                                                               signum, caplog):
+    from training.interrupt import Interrupted
+    from training.loop import LoneSteps
+
+    cfg = compose_config("epochs=3", "input_noise=0.5")
+    handlers = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)]
+    reference = train(cfg, tmp_path / "uninterrupted")
+    with monkeypatch.context() as m:
+        signal_in_epoch(m, LoneSteps, 2, signum)
+        with pytest.raises(Interrupted) as stop:
+            train(cfg, tmp_path / "run")
+    assert stop.value.exit_code == 128 + signum
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert (record["status"], record["epochs_completed"], record["signal"]) == ("interrupted", 1, signal.Signals(signum).name)
+    assert [json.loads(l)["epoch"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [1]
+    (line,) = [m for m in caplog.messages if "interrupted by" in m]
+    assert f"interrupted by {signal.Signals(signum).name} in epoch 2; rerun the same command to resume from epoch 1's" in line
+    assert not (tmp_path / "run" / "run.lock").exists()
+    assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == handlers  # put back
+
+    resumed = train(cfg, tmp_path / "run")
+    assert resumed["status"] == "completed" and resumed["epochs_completed"] == 3
+    for key in ("valid", "test", "best_epoch"):
+        assert resumed[key] == reference[key]
+    assert resumed["final"] == reference["final"]
+
+
+def test_a_signalled_population_records_every_trial_as_interrupted_and_each_resumes(tmp_path, monkeypatch):
+    from training.interrupt import Interrupted
+    from training.population import PopulationSteps, train_population
+
+    cfgs = [compose_config("epochs=3", f"lr={lr}", f"hidden={h}") for lr, h in ((0.01, 8), (0.03, 13))]
+    dirs = [tmp_path / "p0", tmp_path / "p1"]
+    reference = train_population(cfgs, [tmp_path / "r0", tmp_path / "r1"])
+    with monkeypatch.context() as m:
+        signal_in_epoch(m, PopulationSteps, 3, signal.SIGTERM)
+        with pytest.raises(Interrupted):
+            train_population(cfgs, dirs)
+    assert [json.loads((d / "result.json").read_text())["status"] for d in dirs] == ["interrupted"] * 2
+    assert [json.loads((d / "result.json").read_text())["epochs_completed"] for d in dirs] == [2, 2]
+    resumed = train_population(cfgs, dirs)
+    assert [r["status"] for r in resumed] == ["completed"] * 2
+    assert [r["test"] for r in resumed] == [r["test"] for r in reference]
+    assert [r["final"] for r in resumed] == [r["final"] for r in reference]
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_exits_143_as_interrupted_and_the_rerun_equals_an_uninterrupted_run(tmp_path):
+    from test_train import RESUMABLE
+
+    reference = train(compose_config(*RESUMABLE, tiny=False), tmp_path / "uninterrupted")
+    run_dir = tmp_path / "run"
+    command = [sys.executable, str(ROOT / "train.py"), *RESUMABLE, f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(command, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while not (run_dir / "checkpoints" / "1").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # epoch 2 has just begun: ~1000 steps to go
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "Traceback" not in out
+    assert "interrupted by SIGTERM in epoch 2; rerun the same command to resume from epoch 1's checkpoint" in out.splitlines()[-1]
+    record = json.loads((run_dir / "result.json").read_text())
+    assert (record["status"], record["epochs_completed"]) == ("interrupted", 1)
+
+    resumed = train_py(*RESUMABLE, f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0 and "resuming" in resumed.stdout, resumed.stdout
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "completed" and result["best_epoch"] == reference["best_epoch"]
+    for key in ("valid", "test"):
+        assert result[key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7)
+    for key in ("train", "valid", "test"):
+        assert result["final"][key] == pytest.approx(reference["final"][key], rel=1e-6, abs=1e-7)

@@ -27,12 +27,12 @@ from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task
 from variants import VARIANTS, GateSpec
-from training import switches, widths
+from training import interrupt, switches, widths
 from training.devices import Placement
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
 from training.records import RunRecord
-from training.run import Run, begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
+from training.run import Run, begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.steps import add_sums, is_padded, make_eval_step, make_train_step, means
 
 log = logging.getLogger("odyssey")
@@ -140,10 +140,16 @@ def train_one_population(cfgs, run_dirs, in_new_process: bool = False, job_confi
         if not done:
             runs.append(run)
     try:
+        with interrupt.handled():  # SIGTERM, SIGINT: every sub-population stops between steps
+            for run in runs:
+                start_tracking(run)
+            if runs:
+                _fit_on_devices(runs)
+    except interrupt.Interrupted as e:
         for run in runs:
-            start_tracking(run)
-        if runs:
-            _fit_on_devices(runs)
+            if run.running:
+                mark_interrupted(run, e)
+        raise
     except Exception as e:
         for run in runs:
             if run.running:
@@ -300,6 +306,7 @@ class PopulationSteps:
         for i, batch_list in enumerate(bar):
             if i == self.steps:
                 break
+            interrupt.check()
             batch, t0 = stack_batches(batch_list, task.time_keys), time.time()
             self._state, m, self.alive = self._train_step(self._state, self.placement.shard(batch), self.step, self.noise,
                                                           self.masks, self.alive, padded=is_padded(batch))
@@ -317,6 +324,7 @@ class PopulationSteps:
         streams = [batches(s, size, time_keys=task.time_keys, time_bucket=task.time_bucket)
                    for s in (split_list[:1] if self.shared_eval else split_list)]
         for batch_list in zip(*streams):
+            interrupt.check()
             batch = batch_list[0] if self.shared_eval else stack_batches(batch_list, task.time_keys)
             m, outputs = self._eval_step(self._state["params"], batch, padded=is_padded(batch))
             sums = add_sums(sums, m)

@@ -1,7 +1,7 @@
 """The record every run leaves in its output directory, whatever happens to it.
 
     metrics.jsonl   one JSON line per epoch (train, valid and test metrics, seconds, throughput)
-    result.json     status (running|completed|diverged|failed), final metrics, the resolved config,
+    result.json     status (running|completed|diverged|failed|interrupted), final metrics, the resolved config,
                     parameter count, device, timings; rewritten atomically, so it is never half-written
     checkpoints/    Orbax checkpoints for resumption (training.checkpoint)
     .hydra/         the job's config, Hydra's config and the command line's overrides, as Hydra writes them;
@@ -20,7 +20,7 @@ from typing import Any
 
 log = logging.getLogger("odyssey")
 
-FINISHED = ("completed", "diverged")  # a sweep rerun skips these; it reruns failed, running or missing
+FINISHED = ("completed", "diverged")  # a sweep rerun skips these; it reruns (resumes) failed, interrupted, running or missing
 
 
 def read_json(path: Path) -> dict | None:

@@ -25,7 +25,9 @@ from omegaconf import OmegaConf
 
 from tasks import num_batches
 from training.checkpoint import Checkpoints
+from training import interrupt
 from training.config import check_config
+from training.interrupt import Interrupted
 from training.lock import RunLock, RunLocked
 from training.records import FINISHED, RunRecord
 from training.tracking import Tracker
@@ -203,6 +205,7 @@ def run_epochs(runs: list[Run], engine: Engine, objective: tuple[str, str], sequ
         live = [k for k, r in enumerate(runs) if r.running]
         if not live:
             break
+        interrupt.check()
         t0 = time.time()
         train = engine.train_epoch(epoch)
         seconds = {"train_seconds": time.time() - t0}
@@ -309,6 +312,31 @@ def mark_failed(run: Run, error: Exception) -> None:
         run.result.update(status="failed", error=reason, traceback=traceback.format_exc())
         run.record.write_result(run.result)
         log.error("%s; recorded as failed in %s", reason, run.record.result_path)
+    if run.tracker is not None:
+        run.tracker.finish(failed=True)
+    run.release()
+
+
+def mark_interrupted(run: Run, stop: Interrupted) -> None:
+    """SIGTERM or SIGINT stopped the run between two steps (training/interrupt.py): its last completed epoch's
+    checkpoint, which its records describe, is waited for, and result.json says `interrupted`, so rerunning
+    resumes from there. A rerun of a finished run interrupted before it added an epoch puts the finished
+    record back, noting the interruption."""
+    if run.ckpt is not None:
+        run.ckpt.close()  # Orbax writes in the background: the last epoch's checkpoint is on disk after this
+    epoch = run.meta["epoch"]
+    if run.finished_before is not None and epoch <= (run.finished_before.get("epochs_completed") or 0):
+        kept = dict(run.finished_before, interrupted_rerun={"signal": stop.name, "config": run.result["config"]})
+        run.record.write_result(kept)
+        log.warning("%s%s before the rerun completed an epoch; %s keeps the %s record", run_prefix(run), stop,
+                    run.record.result_path, kept["status"])
+    else:
+        run.result.update(final_fields(run.record, run.meta, "interrupted", time.time() - run.meta["wall_seconds"]),
+                          stopped_early=False, signal=stop.name)
+        run.record.write_result(run.result)
+        where = f"rerun the same command to resume from epoch {epoch}'s checkpoint" if epoch else \
+            "no epoch was completed: rerunning starts it afresh"
+        log.warning("%s%s in epoch %d; %s (record: %s)", run_prefix(run), stop, epoch + 1, where, run.record.result_path)
     if run.tracker is not None:
         run.tracker.finish(failed=True)
     run.release()
