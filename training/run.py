@@ -179,6 +179,9 @@ def restore_latest(run: Run, state, epoch: int | None | str = "latest"):
             _, state, run.meta = found
     elif epoch is not None:
         state, run.meta = run.ckpt.restore(epoch, state)
+    lost = run.ckpt.check_best(state) if run.meta["epoch"] else None
+    if lost:  # result.json's test figure no longer has its state on disk; a better epoch's save clears this
+        run.result["best_checkpoint_lost"] = lost
     if run.meta["epoch"]:
         log.info("resuming %s from epoch %d", run.record.dir, run.meta["epoch"])
     run.record.keep_epochs_through(run.meta["epoch"])
@@ -246,6 +249,7 @@ def end_epoch(run: Run, epoch, step, train_m, valid_m, test_m, seconds, objectiv
              fmt(valid_m), fmt(test_m), seconds["epoch_seconds"], seconds["seq_per_s"])
     if is_better(valid_m, run.meta["best"], objective):
         run.meta["best"] = {"epoch": epoch, "valid": valid_m, "test": test_m}
+        run.result.pop("best_checkpoint_lost", None)
     run.meta.update(epoch=epoch, step=step, wall_seconds=time.time() - started)
     run.ckpt.save(epoch, state, run.meta, best=run.meta["best"]["epoch"] == epoch)
 
