@@ -15,11 +15,12 @@ import training
 from training.config import check_command_line
 from training.devices import configure_host
 from training.interrupt import Interrupted
-from training.logs import configure_logging
+from training.logs import configure_logging, quiet_handler_errors
 from training.records import job_configs
 
 log = logging.getLogger("odyssey")
 configure_logging()  # the libraries' INFO lines off from the start; main() applies `verbose`
+quiet_handler_errors()  # a log file that cannot be written (a full disk) is said once, not with a traceback per line
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -34,14 +35,12 @@ def main(cfg) -> float | None:
     files = job_configs(cfg, HydraConfig.instance().cfg, hc.overrides.task) if hc.output_subdir is None else None
     try:
         result = training.train(cfg, run_dir=hc.runtime.output_dir, job_configs=files)
-    except ValueError:  # bad config or data, or a refused folder: already logged in one line
-        if hc.mode != RunMode.MULTIRUN:
-            sys.exit(1)
-        return None  # in a sweep the trial is recorded and the sweep goes on
-    except Exception:
-        if hc.mode != RunMode.MULTIRUN:
-            raise
-        return None
+    except Exception as e:
+        if hc.mode == RunMode.MULTIRUN:
+            return None  # the trial is recorded and the sweep goes on
+        if getattr(e, "odyssey_logged", False) and not cfg.verbose:
+            sys.exit(1)  # said in one line (bad config or data, a refused folder, a failure; result.json keeps the traceback)
+        raise
     test = result.get("test") or {}
     return test.get(result["objective"]["name"])  # what an optimizing sweeper would read
 

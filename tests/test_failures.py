@@ -10,6 +10,7 @@ tests/test_run_protocol.py; a sweep over a key folders are not named by, tests/t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -241,3 +242,178 @@ def test_sigterm_mid_epoch_exits_143_as_interrupted_and_the_rerun_equals_an_unin
         assert result[key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7)
     for key in ("train", "valid", "test"):
         assert result["final"][key] == pytest.approx(reference["final"][key], rel=1e-6, abs=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A full disk, an unwritable folder
+
+
+def enospc(path) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def full_disk_at(monkeypatch, where: str, after: int, stays_full: bool) -> None:
+    """The disk fills up at the `after`+1-th write of `where` (metrics: an epoch line, half written; result: a
+    result.json, its temporary file left empty; checkpoint: an Orbax save, a half-written folder left);
+    with `stays_full`, every later write of result.json fails too."""
+    import training.records as records
+    from training.checkpoint import Checkpoints
+
+    count = {"n": 0, "full": False}
+
+    def full_now() -> bool:  # for this write: true once (and from then on, if it stays full)
+        count["n"] += 1
+        now = count["n"] == after + 1 or (stays_full and count["full"])
+        count["full"] = count["full"] or now
+        return now
+
+    if where == "metrics":
+        def opener(path, mode="r", *args, **kwargs):
+            f = open(path, mode, *args, **kwargs)
+            if "a" in mode and full_now():
+                write = f.write
+                f.write = lambda text: (write(text[: len(text) // 2]), f.flush(), (_ for _ in ()).throw(enospc(path)))
+            return f
+        monkeypatch.setattr(records, "open", opener, raising=False)
+    original_write_text = Path.write_text
+
+    def write_text(self, text, *args, **kwargs):
+        is_result = self.name == "result.json.tmp"
+        if is_result and ((where == "result" and full_now()) or (stays_full and count["full"])):
+            original_write_text(self, "")
+            raise enospc(self)
+        return original_write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    if where == "checkpoint":
+        save = Checkpoints.save
+
+        def failing_save(self, epoch, *args, **kwargs):
+            if full_now():
+                (self.directory / f"{epoch}.orbax-checkpoint-tmp-1234").mkdir()  # what Orbax leaves
+                raise enospc(self.directory / str(epoch))
+            return save(self, epoch, *args, **kwargs)
+        monkeypatch.setattr(Checkpoints, "save", failing_save)
+
+
+def partial_files(run_dir: Path) -> list[str]:
+    return [str(p) for p in run_dir.rglob("*") if p.name.endswith(".tmp") or ".orbax-checkpoint-tmp" in p.name]
+
+
+@pytest.mark.parametrize("where, after", [("metrics", 1), ("result", 1), ("checkpoint", 1)])
+def test_a_full_disk_stops_the_run_in_one_line_leaves_no_partial_file_and_the_rerun_resumes_exactly(
+        tmp_path, monkeypatch, caplog, where, after):
+    cfg = compose_config("epochs=3", "input_noise=0.5")
+    reference = train(cfg, tmp_path / "reference")
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as m:
+        full_disk_at(m, where, after, stays_full=False)
+        with pytest.raises(OSError, match="No space left on device"):
+            train(cfg, run_dir)
+    (line,) = [r.message for r in caplog.records if r.levelname == "ERROR"]
+    assert line.startswith("the disk is full (OSError: [Errno 28] No space left on device")
+    assert line.endswith(f"free space and rerun the same command to resume; recorded as failed in {run_dir / 'result.json'}")
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "failed" and "the disk is full" in record["error"]
+    assert partial_files(run_dir) == []
+    for text in (run_dir / "metrics.jsonl").read_text().splitlines():
+        json.loads(text)  # no torn line
+
+    resumed = train(cfg, run_dir)  # space freed
+    assert resumed["status"] == "completed"
+    assert (resumed["valid"], resumed["test"], resumed["final"]) == (reference["valid"], reference["test"], reference["final"])
+    assert [json.loads(t)["epoch"] for t in (run_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_when_the_disk_stays_full_the_line_says_result_json_could_not_be_written_and_it_stays_valid(
+        tmp_path, monkeypatch, caplog):
+    with monkeypatch.context() as m:
+        full_disk_at(m, "metrics", 1, stays_full=True)
+        with pytest.raises(OSError):
+            train(compose_config("epochs=3"), tmp_path)
+    (line,) = [r.message for r in caplog.records if r.levelname == "ERROR"]
+    assert f"{tmp_path / 'result.json'} could not be written either (No space left on device), so it still says running" in line
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "running"  # the truth as far as it got
+    assert partial_files(tmp_path) == []
+    assert train(compose_config("epochs=3"), tmp_path)["status"] == "completed"
+
+
+def test_a_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path, caplog):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):
+        train(compose_config(), tmp_path / "file" / "run")
+    (line,) = [r.message for r in caplog.records if r.levelname == "ERROR"]
+    assert line.startswith(f"cannot write into {tmp_path / 'file' / 'run'} (NotADirectoryError: Not a directory); "
+                           "choose a writable folder")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 450 KB tmpfs (needs root: mount(8)); grown to 8 MB by calling what it yields."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=450k", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield folder, lambda: subprocess.run(["mount", "-o", "remount,size=8m", str(folder)], check=True)
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_ends_train_py_in_one_line_and_the_rerun_after_freeing_space_resumes_exactly(tmp_path, small_disk):
+    disk, grow = small_disk
+    big = [*[o for o in TINY if not o.startswith(("hidden", "epochs"))], "hidden=32", "epochs=12"]
+    reference = train(compose_config(*big, tiny=False), tmp_path / "reference")
+    run_dir = disk / "run"
+    full = train_py(*big, f"hydra.run.dir={run_dir}")
+    assert full.returncode == 1, "the run fitted on the small disk; make it smaller:\n" + full.stdout
+    errors = [line for line in full.stdout.splitlines() if "ERROR" in line or "Traceback" in line]
+    assert len(errors) == 1 and "the disk is full" in errors[0] and "rerun the same command to resume" in errors[0], full.stdout
+    assert json.loads((run_dir / "result.json").read_text())["status"] in ("failed", "running")  # running: no room for even that
+    assert partial_files(run_dir) == []
+
+    grow()
+    resumed = train_py(*big, f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stdout
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "completed"
+    for key in ("valid", "test"):
+        assert result[key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Out of memory
+
+
+OOM = ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.\nBufferAssignment OOM Debugging.\n"
+       + "\n".join(f"  allocation {i}: size 67108864, parameter 0" for i in range(200)))
+
+
+def test_out_of_memory_is_one_line_saying_what_to_lower_and_the_record_keeps_the_details(tmp_path, monkeypatch, caplog):
+    import jax
+    from training.loop import LoneSteps
+
+    def out_of_memory(self, epoch):
+        raise jax.errors.JaxRuntimeError(OOM)
+
+    monkeypatch.setattr(LoneSteps, "train_epoch", out_of_memory)
+    with pytest.raises(jax.errors.JaxRuntimeError) as e:
+        train(compose_config(), tmp_path)
+    (line,) = [r.message for r in caplog.records if r.levelname == "ERROR"]
+    assert "\n" not in line
+    assert line.startswith("out of memory (JaxRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+                           "17179869184 bytes); lower batch_size, eval_batch_size or hidden; recorded as failed in")
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["error"] == line.split("; recorded as failed")[0] and "allocation 199" in record["traceback"]
+    assert e.value.odyssey_logged  # train.py exits 1 on it without a traceback (verbose=true prints one)
+
+
+@pytest.mark.slow
+def test_train_py_prints_a_failure_in_one_line_without_a_traceback(tmp_path):
+    """task.length=1 composes but the task refuses it when it builds: a failure after the run has started."""
+    proc = train_py(*TINY, "task.length=1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 1
+    (line,) = proc.stdout.strip().splitlines()
+    assert "task.length must be at least 2" in line and "recorded as failed in" in line and "Traceback" not in proc.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import shutil
 import threading
 from pathlib import Path
 
@@ -53,7 +54,10 @@ def _save_args(state, meta: dict):
 
 
 def _manager(directory: Path, keep: int) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(Path(directory).absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    # cleanup_tmp_directories: what a failed or killed save left half-written is removed when the run (re)starts;
+    # no other process writes there meanwhile (the run folder's lock, training/lock.py)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+    return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
 
 class Checkpoints:
@@ -163,7 +167,22 @@ class Checkpoints:
             manager.reload()
 
     def close(self) -> None:
+        """Wait for the saves in flight (raising a failed one's error) and close."""
         with _ORBAX:
             for m in (self.manager, self.best):
                 m.wait_until_finished()
                 m.close()
+
+    def abandon(self) -> None:
+        """The run failed: let the saves in flight end (a failure of theirs is part of this one), close, and
+        remove what a failed save left (Orbax's `<epoch>.orbax-checkpoint-tmp*` folders)."""
+        with _ORBAX:
+            for m in (self.manager, self.best):
+                for finish in (m.wait_until_finished, m.close):
+                    try:
+                        finish()
+                    except Exception:  # already failing; the run's one line names the first error
+                        pass
+        for folder in (self.directory, self.directory / "best"):
+            for partial in folder.glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)

@@ -56,8 +56,11 @@ class RunLock:
                 break
             os.close(fd)  # its holder deleted the file as we opened it: lock the one that is there now
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only its holder goes unnamed
+            pass
         self._fd = fd
         return self
 

@@ -36,9 +36,15 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    """Through `<path>.tmp` and a rename; a write that fails (a full disk) removes the temporary file and
+    leaves `path` as it was."""
     tmp = Path(f"{path}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 JOB_CONFIGS = ".hydra"
@@ -110,14 +116,19 @@ class RunRecord:
     def keep_epochs_through(self, epoch: int) -> list[dict]:
         """On resume: drop lines logged after the checkpoint we resume from (they will be redone)."""
         kept = [e for e in self.epochs() if e["epoch"] <= epoch]
-        tmp = Path(f"{self.metrics_path}.tmp")
-        tmp.write_text("".join(dumps(e) + "\n" for e in kept))
-        os.replace(tmp, self.metrics_path)
+        write_text(self.metrics_path, "".join(dumps(e) + "\n" for e in kept))
         return kept
 
     def log_epoch(self, line: dict) -> None:
+        """Append one line; a write that fails (a full disk) is cut off again, so no torn line is left."""
         with open(self.metrics_path, "a") as f:
-            f.write(dumps(line) + "\n")
+            size = f.tell()
+            try:
+                f.write(dumps(line) + "\n")
+                f.flush()
+            except BaseException:
+                f.truncate(size)
+                raise
 
     def write_result(self, result: dict) -> None:
         write_json(self.result_path, result)

@@ -12,6 +12,7 @@ leading axis (training/population.py). Everything a record holds is written here
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import time
@@ -115,13 +116,16 @@ def begin_run(cfg, run_dir: Path, job_configs: dict[str, str] | None = None, **e
     folder, so a refused rerun (another config's checkpoints are there) leaves every file as it was.
     The run holds the folder's lock (training/lock.py) until it ends (finish, mark_failed, release).
     """
-    record = RunRecord(run_dir)
-    lock = RunLock(run_dir)
     try:
-        lock.acquire()
+        record = RunRecord(run_dir)
+        lock = RunLock(run_dir).acquire()
     except RunLocked as e:
         log.error("%s", e)
-        raise
+        raise logged(e)
+    except OSError as e:  # a folder that cannot be made or written (permissions, a full disk)
+        log.error("cannot write into %s (%s: %s); choose a writable folder (hydra.run.dir=...)", run_dir,
+                  type(e).__name__, e.strerror or e)
+        raise logged(e)
     try:
         run, done = _begin(cfg, record, job_configs, extra)
     except BaseException:
@@ -146,7 +150,7 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
                                  "config": OmegaConf.to_container(cfg, resolve=False)})
             record.write_job_configs(job_configs)
         log.error("%s; nothing was trained (record: %s)", e, record.result_path)
-        raise
+        raise logged(e)
     if (previous.get("status") in FINISHED and "config" in previous and previous["config"].get("epochs") == resolved["epochs"]
             and run_identity(previous["config"]) == run_identity(resolved)):
         log.info("%s already holds a %s run of this config; nothing to do", run_dir, previous["status"])
@@ -155,7 +159,7 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
         refuse_other_run(previous, resolved, run_dir)
     except Refused as e:
         log.error("%s", e)
-        raise
+        raise logged(e)
     result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
               **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id")}
     record.write_job_configs(job_configs)
@@ -304,21 +308,55 @@ def summary_line(result: dict, path: Path) -> str:
             f"{result.get('wall_seconds', 0.0):.0f}s; record: {path}")
 
 
+def failure_reason(error: BaseException) -> str:
+    """The failure in one line: its type and first line (XLA's out-of-memory and Orbax's errors run to pages;
+    the traceback in result.json keeps all of it), with what to do for a full disk or memory."""
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "").rstrip(".")
+    reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if isinstance(error, MemoryError) or "out of memory" in text.lower():
+        return f"out of memory ({reason}); lower batch_size, eval_batch_size or hidden"
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+        return f"the disk is full ({reason}); free space and rerun the same command to resume"
+    return reason
+
+
 def mark_failed(run: Run, error: Exception) -> None:
     """Record the failure with its one-line reason. A rerun of a finished run (say with a new data_dir)
-    that fails puts the finished record back, noting the failed rerun in it: nothing finished is lost."""
-    reason = f"{type(error).__name__}: {str(error).rstrip('.')}"
-    if run.finished_before is not None:
-        kept = dict(run.finished_before, failed_rerun={"error": reason, "config": run.result["config"]})
-        run.record.write_result(kept)
-        log.error("%s; the rerun failed, and %s keeps the %s record", reason, run.record.result_path, kept["status"])
-    else:
-        run.result.update(status="failed", error=reason, traceback=traceback.format_exc())
-        run.record.write_result(run.result)
-        log.error("%s; recorded as failed in %s", reason, run.record.result_path)
+    that fails puts the finished record back, noting the failed rerun in it: nothing finished is lost.
+    Checkpoints a failed save left half-written are removed; when result.json itself cannot be written
+    (a full disk), the line says so and the record stays as it last was."""
+    reason = failure_reason(error)
+    if run.ckpt is not None:
+        run.ckpt.abandon()
+    try:
+        if run.finished_before is not None:
+            kept = dict(run.finished_before, failed_rerun={"error": reason, "config": run.result["config"]})
+            run.record.write_result(kept)
+            line = f"{reason}; the rerun failed, and {run.record.result_path} keeps the {kept['status']} record"
+        else:
+            run.result.update(status="failed", error=reason, traceback=traceback.format_exc())
+            run.record.write_result(run.result)
+            line = f"{reason}; recorded as failed in {run.record.result_path}"
+    except OSError as e:
+        line = (f"{reason}; {run.record.result_path} could not be written either ({e.strerror or e}), "
+                f"so it still says {(run.record.previous() or {}).get('status', 'nothing')}")
+    log.error("%s%s", run_prefix(run), line)
+    logged(error)
     if run.tracker is not None:
-        run.tracker.finish(failed=True)
+        try:
+            run.tracker.finish(failed=True)
+        except Exception:  # wandb on a full disk: the run's line above says what failed
+            pass
     run.release()
+
+
+def logged(error: BaseException) -> BaseException:
+    """Mark an error as told in its one line (train.py then exits without a traceback)."""
+    try:
+        error.odyssey_logged = True
+    except AttributeError:  # a type without a __dict__
+        pass
+    return error
 
 
 def mark_interrupted(run: Run, stop: Interrupted) -> None:
