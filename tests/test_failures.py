@@ -2,10 +2,8 @@
 that tells the truth, a finished record is never overwritten by a failed rerun, and bad input gets one clear
 line saying what was wrong and what is accepted, losing nothing already written.
 
-(Rows tested elsewhere: a bad config value, tests/test_config.py and test_run_protocol.py; missing and corrupt
-data, tests/test_mnist.py, test_tasks_music.py, test_tasks_speech.py; a non-finite loss and SIGKILL,
-tests/test_train.py; a corrupt latest checkpoint and a torn metrics line, a failed rerun of a finished run,
-tests/test_run_protocol.py; a sweep over a key folders are not named by, tests/test_cli.py.)
+The README's table names the test of each row (this file's, and older ones elsewhere); the last test here
+checks that each one it names exists.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -417,3 +416,19 @@ def test_train_py_prints_a_failure_in_one_line_without_a_traceback(tmp_path):
     assert proc.returncode == 1
     (line,) = proc.stdout.strip().splitlines()
     assert "task.length must be at least 2" in line and "recorded as failed in" in line and "Traceback" not in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------------
+# The README's table is this file's table of contents
+
+
+def test_every_row_of_the_readmes_table_names_tests_that_exist():
+    text = (ROOT / "README.md").read_text()
+    table = text.split("**When something goes wrong**")[1].split("\n\n")[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| what ")]
+    assert len(rows) >= 19
+    for row in rows:
+        named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", row.rsplit(" | ", 1)[1])
+        assert named, f"no test named for: {row[:80]}"
+        for file, name in named:
+            assert re.search(rf"^def {name}\(", (ROOT / "tests" / file).read_text(), re.M), f"{file}::{name} does not exist"
