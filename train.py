@@ -12,11 +12,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 import training
+from training.config import check_command_line
 from training.devices import configure_host
-from training.logs import configure_logging
+from training.interrupt import Interrupted
+from training.logs import configure_logging, quiet_handler_errors
+from training.records import job_configs
 
 log = logging.getLogger("odyssey")
 configure_logging()  # the libraries' INFO lines off from the start; main() applies `verbose`
+quiet_handler_errors()  # a log file that cannot be written (a full disk) is said once, not with a traceback per line
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -27,19 +31,27 @@ def main(cfg) -> float | None:
         configure_host(cfg.speed)  # before JAX starts: the device count is fixed per process
     except ValueError:
         pass  # training.train's config check refuses it and records the trial as failed
+    # conf/config.yaml sets hydra.output_subdir to null: the run writes .hydra/ itself once it takes the folder
+    files = job_configs(cfg, HydraConfig.instance().cfg, hc.overrides.task) if hc.output_subdir is None else None
     try:
-        result = training.train(cfg, run_dir=hc.runtime.output_dir)
-    except ValueError:  # bad config or data: already logged in one line; result.json holds the traceback
-        if hc.mode != RunMode.MULTIRUN:
-            sys.exit(1)
-        return None  # in a sweep the trial is recorded and the sweep goes on
-    except Exception:
-        if hc.mode != RunMode.MULTIRUN:
-            raise
-        return None
+        result = training.train(cfg, run_dir=hc.runtime.output_dir, job_configs=files)
+    except Exception as e:
+        if hc.mode == RunMode.MULTIRUN:
+            return None  # the trial is recorded and the sweep goes on
+        if getattr(e, "odyssey_logged", False) and not cfg.verbose:
+            sys.exit(1)  # said in one line (bad config or data, a refused folder, a failure; result.json keeps the traceback)
+        raise
     test = result.get("test") or {}
     return test.get(result["objective"]["name"])  # what an optimizing sweeper would read
 
 
 if __name__ == "__main__":
-    main()
+    # before Hydra composes (and so before anything is written): unknown keys, however added (`+hiden=64`
+    # composes), and unknown cell/task/optimizer/launch names, in one line naming the closest known one
+    problems = check_command_line(sys.argv[1:])
+    if problems:
+        sys.exit("error: " + "; ".join(problems) + ".")
+    try:
+        main()
+    except Interrupted as e:  # SIGTERM or SIGINT: the run recorded itself as interrupted and said so
+        sys.exit(e.exit_code)

@@ -47,15 +47,15 @@ def trial_rows(sweep_dir: Path) -> list[tuple[str, str, str]]:
     """(trial folder, status, objective at the best validation epoch) for every result.json below sweep_dir."""
     rows = []
     for path in sorted(sweep_dir.rglob("result.json")):
+        folder = str(path.parent.relative_to(sweep_dir))
         try:
             r = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            rows.append((str(path.parent.relative_to(sweep_dir)), "unreadable", ""))
-            continue
-        name = (r.get("objective") or {}).get("name")
-        value = (r.get("test") or {}).get(name) if name else None
-        shown = f"test {name} {value:.4f}" if value is not None else (r.get("error") or "")[:80]
-        rows.append((str(path.parent.relative_to(sweep_dir)), r.get("status", "?"), shown))
+            name = (r.get("objective") or {}).get("name")
+            value = (r.get("test") or {}).get(name) if name else None
+            shown = f"test {name} {value:.4f}" if isinstance(value, (int, float)) else str(r.get("error") or "")[:80]
+            rows.append((folder, str(r.get("status", "?")), shown))
+        except (OSError, ValueError, AttributeError, TypeError):  # not JSON, or not a run's record
+            rows.append((folder, "unreadable", ""))
     return rows
 
 

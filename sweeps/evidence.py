@@ -255,12 +255,28 @@ def features(trials: list[Trial]) -> dict[str, np.ndarray]:
     return out
 
 
+def off_scale(trials: list[Trial]) -> list[tuple[Trial, str]]:
+    """The trials with a hyperparameter that has no value on its search scale (lr=0 or hidden=0 on a log
+    scale, a NaN), each with the values at fault: fANOVA cannot place them, so `importance` leaves them out."""
+    out = []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for t in trials:
+            bad = [f"{name}={getattr(t, name)!r}" for name, scale in SCALES.items()
+                   if getattr(t, name) is not None and not np.isfinite(scale(np.asarray([getattr(t, name)], dtype=float)))[0]]
+            if bad:
+                out.append((t, ", ".join(bad)))
+    return out
+
+
 def importance(trials: list[Trial], seed: int = 0, trees: int | None = None) -> tuple[dict[str, float] | None, str]:
     """fANOVA shares of variance of the test metric, or None and the reason it could not be computed.
 
     Keys: each varying hyperparameter (main effect), "lr x hidden" (pure interaction, when both
-    vary) and "rest" (higher-order interactions, whatever the forest cannot split on).
+    vary) and "rest" (higher-order interactions, whatever the forest cannot split on). Trials off the
+    search scale (`off_scale`) are left out.
     """
+    left_out = {id(t) for t, _ in off_scale(trials)}
+    trials = [t for t in trials if id(t) not in left_out]
     if len(trials) < MIN_TRIALS:
         return None, f"{len(trials)} trial{'s' * (len(trials) != 1)}"
     cols = features(trials)

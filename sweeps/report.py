@@ -78,7 +78,8 @@ def variant_name(cell: dict) -> str:
 
 
 def load(root: Path, skip: Path | None = None) -> tuple[list[Trial], list[dict]]:
-    """Every run below `root`: the trials that count, and the problems (runs that do not count, and why)."""
+    """Every run below `root`: the trials that count, and the problems (runs that do not count, and why).
+    No record stops the report: one that cannot be read as a run is listed with what is wrong with it."""
     dirs = {p.parent for name in ("result.json", "metrics.jsonl") for p in root.rglob(name)}
     trials, problems = [], []
     for d in sorted(dirs):
@@ -89,6 +90,8 @@ def load(root: Path, skip: Path | None = None) -> tuple[list[Trial], list[dict]]
             trials.append(read_trial(d, rel))
         except RecordProblem as e:
             problems.append({"path": rel, "status": e.status, "error": str(e)})
+        except Exception as e:  # a shape read_trial did not foresee: named, never fatal
+            problems.append({"path": rel, "status": "unreadable", "error": f"{type(e).__name__}: {e}"})
     return trials, problems
 
 
@@ -98,44 +101,64 @@ class RecordProblem(Exception):
         self.status = status
 
 
+def number(x) -> float | None:
+    """x as a finite float; None for anything else (null, a string, a bool, NaN)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
 def read_trial(run_dir: Path, rel: str) -> Trial:
     epochs = len((run_dir / "metrics.jsonl").read_text().splitlines()) if (run_dir / "metrics.jsonl").exists() else 0
     if not (run_dir / "result.json").exists():
         raise RecordProblem("no result.json", f"did not finish: {epochs} epoch(s) in metrics.jsonl and no result.json")
     try:
         result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, and bytes that are not UTF-8
         raise RecordProblem("unreadable", f"result.json is not valid JSON: {e}") from None
-    status = result.get("status", "unknown")
+    if not isinstance(result, dict):
+        raise RecordProblem("unreadable", f"result.json holds {json.dumps(result)[:60]}, not a run record (a JSON object)")
+    status = str(result.get("status", "unknown"))
     if status == "failed":
-        raise RecordProblem(status, result.get("error") or "failed without an error message")
+        raise RecordProblem(status, str(result.get("error") or "failed without an error message"))
+    if status == "interrupted":
+        raise RecordProblem(status, f"interrupted by {result.get('signal', 'a signal')} after {epochs} epoch(s); "
+                                    "rerun its command to resume it")
     if status not in COUNTED:
         raise RecordProblem(status, f"still running, or killed: {epochs} epoch(s) logged")
     try:
         cfg, objective = result["config"], result["objective"]
         name, mode = objective["name"], objective["mode"]
-        value = (result.get("test") or {}).get(name)
-        if value is None or not math.isfinite(value):
-            raise RecordProblem(status, f"no finite test {name} in result.json (got {value})")
+        raw = (result.get("test") or {}).get(name)
+        value = number(raw)
+        if value is None:
+            raise RecordProblem(status, f"no finite test {name} in result.json (got {raw!r})")
         if mode not in ("max", "min"):
             raise RecordProblem(status, f"objective mode {mode!r} in result.json; expected 'max' or 'min'")
+
+        def hyperparameter(value, key: str) -> float:
+            if number(value) is None:
+                raise RecordProblem(status, f"config.{key} in result.json is {value!r}, not a number")
+            return float(value)
+
         optimizer = cfg.get("optimizer") or {}
-        final = ((result.get("final") or {}).get("test") or {}).get(name)
-        seconds = [e["epoch_seconds"] for e in epoch_lines(run_dir) if e.get("epoch_seconds")]
-        return Trial(path=rel, task=result.get("task") or cfg["task"]["name"], variant=variant_name(cfg["cell"]),
-                     metric=name, mode=mode, value=float(value), status=status, lr=float(cfg["lr"]),
-                     hidden=int(cfg["hidden"]),
-                     momentum=float(optimizer["momentum"]) if optimizer.get("name") == "sgd" else None,
-                     input_noise=float(cfg.get("input_noise") or 0.0), seed=cfg.get("seed"),
-                     final_value=None if final is None else float(final),
+        final = number(((result.get("final") or {}).get("test") or {}).get(name))
+        seconds = [e["epoch_seconds"] for e in epoch_lines(run_dir) if number(e.get("epoch_seconds"))]
+        return Trial(path=rel, task=str(result.get("task") or cfg["task"]["name"]), variant=variant_name(cfg["cell"]),
+                     metric=name, mode=mode, value=value, status=status, lr=hyperparameter(cfg["lr"], "lr"),
+                     hidden=int(hyperparameter(cfg["hidden"], "hidden")),
+                     momentum=hyperparameter(optimizer["momentum"], "optimizer.momentum") if optimizer.get("name") == "sgd" else None,
+                     input_noise=hyperparameter(cfg.get("input_noise") or 0.0, "input_noise"), seed=cfg.get("seed"),
+                     final_value=final,
                      epoch_seconds=float(np.median(seconds[1:] or seconds)) if seconds else None,  # the first compiles
                      epochs=result.get("epochs_completed"), stopped_early=bool(result.get("stopped_early")))
-    except (KeyError, TypeError) as e:
-        raise RecordProblem(status, f"result.json lacks {e} (expected the record training/records.py writes)") from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise RecordProblem(status, f"result.json lacks {e}, or holds it in another shape (expected the record "
+                                    "training/records.py writes)") from None
 
 
 def epoch_lines(run_dir: Path) -> list[dict]:
-    """metrics.jsonl's lines; a torn line (a run killed while writing) is skipped."""
+    """metrics.jsonl's lines; a torn line (a run killed while writing), or one that is not an object, is skipped."""
     lines = []
     path = Path(run_dir) / "metrics.jsonl"
     for line in path.read_text().splitlines() if path.exists() else []:
@@ -143,7 +166,7 @@ def epoch_lines(run_dir: Path) -> list[dict]:
             lines.append(json.loads(line))
         except json.JSONDecodeError:
             pass
-    return lines
+    return [line for line in lines if isinstance(line, dict)]
 
 
 def table(header: list[str], rows: list[list], align: str = "") -> str:
@@ -357,7 +380,12 @@ def settings_section(odd: dict, kept: int) -> list[str]:
 
 
 def importance_section(trials: list[Trial], by_variant: dict, figure: Path) -> list[str]:
-    """fANOVA over all variants pooled (differences between variants then fall into "rest"), then per variant."""
+    """fANOVA over all variants pooled (differences between variants then fall into "rest"), then per variant.
+    Trials with a hyperparameter off its search scale (lr=0 on a log scale) are left out, and named."""
+    left_out = evidence.off_scale(trials)
+    out_paths = {t.path for t, _ in left_out}
+    trials = [t for t in trials if t.path not in out_paths]
+    by_variant = {v: [t for t in ts if t.path not in out_paths] for v, ts in by_variant.items()}
     groups = {"all variants": trials, **by_variant}
     shares, skipped, md = {}, [], []
     for group, ts in groups.items():
@@ -380,6 +408,9 @@ def importance_section(trials: list[Trial], by_variant: dict, figure: Path) -> l
     if skipped:
         md += [f"Not analysed (fANOVA needs {evidence.MIN_TRIALS} trials and a varying hyperparameter): "
                + "; ".join(skipped) + ".", ""]
+    if left_out:
+        md += [f"Left out of fANOVA, a hyperparameter off its search scale (lr and hidden: log10, momentum: "
+               f"log10(1 − momentum)): " + "; ".join(f"`{t.path}` ({why})" for t, why in left_out) + ".", ""]
     return md
 
 

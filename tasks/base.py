@@ -28,6 +28,10 @@ class DataError(ValueError):
     """Missing, truncated or malformed data; the message names the file and what was wrong."""
 
 
+# what a task's "not found" line says when it was given no folder to look in
+NO_DATA_DIR = "no data_dir: ODYSSEY_DATA_DIR is not set and no data_dir= was given"
+
+
 class Task:
     """Base class: subclasses set the attributes and implement `load` and `metrics`."""
 

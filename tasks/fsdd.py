@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tasks.checksums import verify
-from tasks.base import DataError, Split, Task, classification_metrics
+from tasks.base import NO_DATA_DIR, DataError, Split, Task, classification_metrics
 
 FILENAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")  # {digit}_{speaker}_{index}.wav
 TEST_INDICES = 5  # recordings 0-4 of each speaker and digit are the test set (FSDD README)
@@ -36,6 +36,7 @@ class Recordings(NamedTuple):
     digits: np.ndarray  # [N] int32
     speakers: np.ndarray  # [N] str
     indices: np.ndarray  # [N] int32, the recording number in the file name
+    sources: tuple = ()  # [N] where each came from (a path, or TFDS's file name), for errors
 
 
 class FeatureSpec(NamedTuple):
@@ -55,6 +56,18 @@ class FeatureSpec(NamedTuple):
             raise ValueError(f"task.hop_ms must be in (0, window_ms={self.window_ms}], got {self.hop_ms}.")
         if self.kind == "mfcc" and not 0 < self.n_mfcc <= self.n_mels:
             raise ValueError(f"task.n_mfcc must be between 1 and n_mels={self.n_mels}, got {self.n_mfcc}.")
+
+    @property
+    def window(self) -> int:
+        """Samples per analysis frame."""
+        return round(self.sample_rate * self.window_ms / 1000)
+
+    def check_length(self, audio: np.ndarray, source) -> None:
+        """A recording shorter than one analysis window has no frame of its own (librosa would pad it out)."""
+        if len(audio) < self.window:
+            raise DataError(f"{source}: {len(audio)} samples ({1000 * len(audio) / self.sample_rate:.1f} ms at "
+                            f"{self.sample_rate} Hz) is shorter than one analysis window (task.window_ms={self.window_ms:g}: "
+                            f"{self.window} samples); remove the recording or lower task.window_ms.")
 
     @property
     def size(self) -> int:
@@ -104,7 +117,14 @@ def list_files(folder: Path) -> list[tuple[Path, int, str, int]]:
         path = manifest.parent / row["file"]
         if not path.is_file():
             raise DataError(f"{path}: listed in {manifest} but missing.")
-        out.append((path, int(row["digit"]), row["speaker"], int(row["index"])))
+        try:
+            digit, index = int(row["digit"]), int(row["index"])
+        except ValueError:
+            raise DataError(f"{manifest}: the row of {row['file']} has digit {row['digit']!r} and index {row['index']!r}; "
+                            "both must be whole numbers.") from None
+        if not 0 <= digit <= 9:
+            raise DataError(f"{manifest}: {row['file']} is labelled digit {digit}; FSDD's classes are the digits 0-9.")
+        out.append((path, digit, row["speaker"], index))
     return out
 
 
@@ -136,11 +156,16 @@ def load_folder(folder: Path, sample_rate: int) -> Recordings:
     verify(*(path for path, *_ in files))  # against SHA256SUMS, if one lists them
     _, digits, speakers, indices = zip(*files)
     audio = [read_wav(path, sample_rate) for path, *_ in files]
-    return Recordings(audio, np.array(digits, np.int32), np.array(speakers), np.array(indices, np.int32))
+    return Recordings(audio, np.array(digits, np.int32), np.array(speakers), np.array(indices, np.int32),
+                      tuple(path for path, *_ in files))
 
 
 def load_tfds(data_dir: str | None, sample_rate: int, download: bool = True) -> Recordings:
     """The download path: TFDS `spoken_digit` (one split), read without TensorFlow via `tfds.data_source`."""
+    if not download and not data_dir:
+        raise DataError(
+            f"FSDD not found: {NO_DATA_DIR}. Set ODYSSEY_DATA_DIR (or pass data_dir=) to a folder holding "
+            "fsdd/recordings/{digit}_{speaker}_{index}.wav, or pass download=true to fetch them through TFDS (needs internet).")
     if not download:
         raise DataError(
             f"FSDD not found: no {{digit}}_{{speaker}}_{{index}}.wav files in data_dir={data_dir!r} (or its fsdd/recordings, "
@@ -160,7 +185,8 @@ def load_tfds(data_dir: str | None, sample_rate: int, download: bool = True) -> 
     names = [Path(it["audio/filename"].decode() if isinstance(it["audio/filename"], bytes) else it["audio/filename"]) for it in items]
     digits, speakers, indices = zip(*(parse_name(n) for n in names))
     audio = [resample(np.asarray(it["audio"], np.float32).reshape(-1) / 32768.0, 8000, sample_rate) for it in items]  # int16 PCM
-    return Recordings(audio, np.array(digits, np.int32), np.array(speakers), np.array(indices, np.int32))
+    return Recordings(audio, np.array(digits, np.int32), np.array(speakers), np.array(indices, np.int32),
+                      tuple(f"TFDS spoken_digit {name}" for name in names))
 
 
 def load_recordings(data_dir: str | None, sample_rate: int, download: bool = False) -> Recordings:
@@ -181,6 +207,8 @@ def utterances(data_dir: str | None, spec: FeatureSpec, valid_size: int,
                download: bool = False) -> dict[str, tuple[list, np.ndarray, np.ndarray]]:
     """Per split: (standardized feature sequences [T_i, F], digits, speakers)."""
     rec = load_recordings(data_dir, spec.sample_rate, download)
+    for audio, source in zip(rec.audio, rec.sources or [f"recording {i}" for i in range(len(rec.audio))]):
+        spec.check_length(audio, source)
     feats = [spec(a) for a in rec.audio]
     ids = split_ids(rec.indices, valid_size)
     frames = np.concatenate([feats[i] for i in ids["train"]])  # statistics of the training frames only

@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 
 from tasks.checksums import verify
-from tasks.base import DataError, Split, Task, carve_validation, classification_metrics
+from tasks.base import NO_DATA_DIR, DataError, Split, Task, carve_validation, classification_metrics
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -44,6 +44,14 @@ def read_idx(path: str, magic: int) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
+def check_labels(labels: np.ndarray, source: str) -> None:
+    """MNIST's labels are the digits 0-9; anything else would index past the head's ten classes."""
+    bad = np.flatnonzero((labels < 0) | (labels > 9))
+    if len(bad):
+        raise DataError(f"{source}: label {int(labels[bad[0]])} at position {int(bad[0])} ({len(bad)} labels in all) is "
+                        "not a digit 0-9; MNIST has ten classes. Replace the file with the original.")
+
+
 def find_idx_dir(data_dir: str | None) -> str | None:
     if not data_dir:
         return None
@@ -54,6 +62,11 @@ def find_idx_dir(data_dir: str | None) -> str | None:
 
 
 def load_idx(directory: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    names = [name for pair in IDX_FILES.values() for name in pair]
+    missing = [name for name in names if not os.path.exists(os.path.join(directory, name))]
+    if missing:
+        raise DataError(f"{directory}: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; MNIST needs "
+                        f"the four IDX files {', '.join(names)} together there.")
     verify(*(os.path.join(directory, name) for pair in IDX_FILES.values() for name in pair))  # against SHA256SUMS, if listed
     out = {}
     for split, (images, labels) in IDX_FILES.items():
@@ -61,6 +74,7 @@ def load_idx(directory: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         y = read_idx(os.path.join(directory, labels), LABEL_MAGIC)
         if len(x) != len(y):
             raise DataError(f"{directory}: {images} has {len(x)} images but {labels} has {len(y)} labels.")
+        check_labels(y, os.path.join(directory, labels))
         out[split] = (x, y)
     return out
 
@@ -68,6 +82,11 @@ def load_idx(directory: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def load_tfds(data_dir: str | None, download: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The real download path: TFDS `mnist`, read without TensorFlow through `tfds.data_source`.
     Without `download`, fail at once: TFDS offline retries for minutes and writes download folders."""
+    if not download and not data_dir:
+        raise DataError(
+            f"MNIST not found: {NO_DATA_DIR}. Set ODYSSEY_DATA_DIR (or pass data_dir=) to a folder holding the four IDX "
+            f".gz files ({IDX_FILES['train'][0]}, ...) or a mnist/ folder of them, or pass download=true to fetch them "
+            "through TFDS (needs internet).")
     if not download:
         raise DataError(
             f"MNIST not found: no IDX files ({IDX_FILES['train'][0]}, ...) in data_dir={data_dir!r} or {data_dir!r}/mnist. "

@@ -31,7 +31,7 @@ import optax
 import pooch
 
 from tasks.checksums import cache_dir, verify
-from tasks.base import DataError, Split, Task
+from tasks.base import NO_DATA_DIR, DataError, Split, Task
 
 KEYS, LOWEST_NOTE = 88, 21  # piano keys A0..C8 = MIDI 21..108
 SPLITS = {"train": "traindata", "valid": "validdata", "test": "testdata"}  # our name -> .mat key
@@ -147,7 +147,7 @@ def find_file(dataset: str, data_dir: str | None, allow_download: bool = True) -
             if (folder / name).is_file():
                 return folder / name
     if not allow_download:
-        looked = ", ".join(str(f) for f in folders) or "no data_dir given"
+        looked = ", ".join(str(f) for f in folders) or NO_DATA_DIR
         raise DataError(
             f"{dataset}: neither {source.mat} nor '{source.pickle}' found ({looked}; cache {cache_dir() / 'polyphonic'}). "
             "Put one of those files in <data_dir>/polyphonic and pass data_dir=<data_dir> (or set ODYSSEY_DATA_DIR once), "
@@ -155,7 +155,7 @@ def find_file(dataset: str, data_dir: str | None, allow_download: bool = True) -
     try:
         return download(TCN_URL + source.mat, cache_dir() / "polyphonic" / source.mat, source.sha256)
     except DataError as e:
-        looked = ", ".join(str(f) for f in folders) or "no data_dir given"
+        looked = ", ".join(str(f) for f in folders) or NO_DATA_DIR
         raise DataError(
             f"{dataset}: neither {source.mat} nor '{source.pickle}' found ({looked}; cache {cache_dir() / 'polyphonic'}), "
             f"and the download failed: {e} Put one of those files in <data_dir>/polyphonic and pass "

@@ -15,6 +15,7 @@ from hydra.errors import ConfigCompositionException
 from conftest import CONF, ROOT, TINY as TINY_CLI, compose_config
 from tasks import TASKS, make_task
 from training import check_config
+from training.config import check_command_line
 from variants import CELLS
 
 CONF_DIR = Path(CONF)
@@ -119,13 +120,66 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(override, message):
     assert key in full and message in full, full
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["hiden=64"], "unknown key hiden (did you mean hidden?)"),
+    (["+hiden=64"], "unknown key hiden (did you mean hidden?)"),  # `+` composes: Hydra would let it through
+    (["++hiden=64"], "unknown key hiden (did you mean hidden?)"),
+    (["-m", "+hiden=64", "cell=v,gru"], "unknown key hiden (did you mean hidden?)"),  # a sweep, before any trial
+    (["task=adding", "task.lenght=6"], "unknown key task.lenght (did you mean task.length?)"),
+    (["task=mnist", "task.length=6"], "unknown key task.length; task has name, bidirectional, layout, permute"),
+    (["cell.switches.coupledd=true"], "unknown key cell.switches.coupledd (did you mean cell.switches.coupled?)"),
+    (["optimizer.mometum=0.9"], "unknown key optimizer.mometum (did you mean optimizer.momentum?)"),
+    (["lauch=joblib"], "unknown key lauch (did you mean launch?)"),
+    (["cell=lstm"], "cell=lstm is not in conf/cell/; choose one of cifg, fgr, gru"),
+    (["-m", "cell=v,nfgg"], "cell=nfgg is not in conf/cell/; choose one of cifg, fgr, gru, nfg, niaf, nig, noaf, nog, np, srn, v (did you mean nfg?)"),
+    (["task=adding_schema"], "task=adding_schema is not in conf/task/; choose one of adding, fsdd, fsdd_strings, jsb"),
+    (["optimizer=adamw"], "optimizer=adamw is not in conf/optimizer/; choose one of adam, sgd (did you mean adam?)"),
+    (["launch=jobib"], "launch=jobib is not in conf/launch/; choose one of joblib, joblib_gpu, population"),
+])
+def test_train_py_refuses_unknown_keys_and_names_however_given_naming_the_closest(argv, message):
+    """Checked before Hydra composes, so nothing is written; Hydra's own message suggests `+hiden=64`, which
+    would compose, and lists the task group's schemas (adding_schema, ...) as tasks."""
+    assert message in "; ".join(check_command_line(argv))
+
+
+def test_the_command_line_check_passes_what_hydra_accepts():
+    argv = ["-m", "-cd", "sweeps", "-cn", "grid", "cell=v,gru", "cell=glob(*)", "task=adding", "task.length=6",
+            "lr=interval(1e-3,1e-2)", "cell.switches={coupled: true}", "wandb.tags=[a]", "launch=null",
+            "hydra.run.dir=x", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "+optimizer.nesterov=true", "~grad_clip"]
+    assert check_command_line(argv) == []
+
+
+def test_a_key_added_to_a_composed_config_is_refused_by_the_config_check():
+    """The compose API (tests, notebooks) and `+key=` in any source: the config check finds what the schema lacks."""
+    cfg = compose_config("+hiden=64", "+cell.switches.couple=true", "+task.foo=3")
+    with pytest.raises(ValueError) as e:
+        check_config(cfg)
+    assert "unknown key hiden (did you mean hidden?)" in str(e.value)
+    assert "unknown key cell.switches.couple (did you mean cell.switches.coupled?)" in str(e.value)
+    assert "unknown key task.foo; task has name, bidirectional, length" in str(e.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["+hiden=64"], ["-m", "+hiden=64", "cell=v,gru", "study=typo"]])
+def test_an_unknown_key_stops_train_py_in_one_line_before_anything_is_written(argv, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv, f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert (proc.stdout + proc.stderr).strip() == "error: unknown key hiden (did you mean hidden?)."
+    assert list(tmp_path.iterdir()) == []  # no run folder, no multirun/
+
+
 @pytest.mark.parametrize("override, accepted", [
     ("wandb.mode=sometimes", "choose one of online, offline, disabled"),
     ("hidden=0", "hidden must be a positive integer, got 0"),
     ("batch_size=-1", "batch_size must be a positive integer"),
     ("cell.name=lstm", "choose one of " + ", ".join(CELLS)),
     ("speed.hoist_projection=maybe", "choose true, false or auto"),
-    ("lr=0", "lr must be positive"),
+    ("lr=0", "lr must be a finite number >= 1.18e-38 (the smallest normal float32"),
+    ("lr=-0.1", "lr must be a finite number >= 1.18e-38"),
+    ("lr=nan", "lr must be a finite number >= 1.18e-38"),
+    ("lr=inf", "lr must be a finite number >= 1.18e-38"),
+    ("lr=1e-40", "lr must be a finite number >= 1.18e-38"),  # subnormal: lr * gradient underflows
     ("dropout=1.0", "dropout must be in [0, 1)"),
     ("platform=quantum", "this machine's JAX has cpu"),
     ("platform=tpu", "this machine's JAX has cpu"),
@@ -149,6 +203,11 @@ def test_check_config_refuses_bad_values_naming_what_is_accepted(override, accep
     with pytest.raises(ValueError, match=re.escape(accepted)) as e:
         check_config(cfg)
     assert override.split("=")[1] in str(e.value)  # the bad value is quoted back
+
+
+def test_a_learning_rate_below_float16s_smallest_normal_trains_with_float16_matmuls():
+    """speed.dtype is the matmuls' dtype; parameters, gradients' updates and the learning rate stay float32."""
+    check_config(compose_config("speed.dtype=float16", "lr=1e-6"))  # float16's tiny is 6.1e-05
 
 
 def test_check_config_accepts_the_tiny_test_config():

@@ -142,6 +142,34 @@ def test_images_and_labels_of_different_counts_are_a_data_error(mnist_dir):
         task_from_conf("mnist", valid_size=10).load(str(directory), seed=0)
 
 
+def test_a_label_outside_the_ten_digits_is_a_data_error_naming_the_file(mnist_dir):
+    directory, raw = mnist_dir
+    labels = raw["train"][1].copy()
+    labels[3] = 10
+    write_idx(directory / IDX_FILES["train"][1], labels, 2049)
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz: label 10 at position 3 \(1 labels in all\) is not a digit 0-9"):
+        task_from_conf("mnist", valid_size=10).load(str(directory), seed=0)
+
+
+def test_a_missing_file_is_named_as_missing(mnist_dir):
+    directory, _ = mnist_dir
+    (directory / IDX_FILES["test"][1]).unlink()
+    with pytest.raises(DataError) as e:
+        task_from_conf("mnist", valid_size=10).load(str(directory), seed=0)
+    assert f"{directory}: t10k-labels-idx1-ubyte.gz is missing; MNIST needs the four IDX files" in str(e.value)
+    assert "truncated" not in str(e.value) and "gzip" not in str(e.value)
+
+
+def test_without_a_data_dir_the_error_says_odyssey_data_dir_is_not_set(monkeypatch):
+    monkeypatch.delenv("ODYSSEY_DATA_DIR", raising=False)
+    cfg = compose_config("task=mnist", tiny=False)
+    assert cfg.data_dir is None
+    with pytest.raises(DataError) as e:
+        make_task(cfg.task).load(cfg.data_dir, seed=0)
+    assert "MNIST not found: no data_dir: ODYSSEY_DATA_DIR is not set and no data_dir= was given" in str(e.value)
+    assert "None" not in str(e.value)
+
+
 def test_no_files_fails_at_once_naming_where_it_looked_and_writes_nothing(tmp_path):
     """Without download=true no network is tried: TFDS offline retries for minutes and writes download folders."""
     empty = tmp_path / "empty"

@@ -66,7 +66,7 @@ def test_a_trial_with_a_bad_config_is_recorded_as_failed_and_the_others_train(tm
     cfgs = trial_configs()[:2] + [compose_config("lr=-1", "epochs=2")]
     results = train_population(cfgs, [tmp_path / f"p{k}" for k in range(3)])
     assert [r["status"] for r in results] == ["completed", "completed", "failed"]
-    assert "lr must be positive" in json.loads((tmp_path / "p2" / "result.json").read_text())["error"]
+    assert "lr must be a finite number >= 1.18e-38" in json.loads((tmp_path / "p2" / "result.json").read_text())["error"]
 
 
 def test_trials_group_by_structure_and_differ_only_in_lr_seed_momentum_noise_width():

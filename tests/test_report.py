@@ -521,3 +521,48 @@ def test_fanova_main_effects_agree_with_optunas_fanova_evaluator_on_one_syntheti
     monkeypatch.setattr(evidence, "leaf_size", lambda n: 1)  # Optuna's forest: leaves of a single trial
     alike = evidence.fanova_shares(X, y, main_effects)
     assert all(alike[(i,)] == pytest.approx(theirs[n], abs=0.02) for i, n in enumerate(names))
+
+
+def test_no_single_record_stops_the_report_each_bad_one_is_listed_with_its_reason(tmp_path):
+    """Valid JSON that is not a run record, a metric or hyperparameter that is not a number, a run with lr=0:
+    the report is written, the records that cannot count are listed, and fANOVA names what it leaves out."""
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        lr = 10 ** rng.uniform(-6, -2)
+        write_record(tmp_path / "ok" / str(i), lr=lr, value=accuracy(lr, 0.0, rng), momentum=None, seed=i)
+    write_record(tmp_path / "zero_lr", lr=0.0, value=0.1, momentum=None)  # counts, but has no log10(lr)
+    for name, content in (("null", "null"), ("list", "[1, 2]"), ("number", "0.5")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(content)
+    write_record(tmp_path / "string_metric", value="0.9", momentum=None)
+    write_record(tmp_path / "string_lr", lr="fast", momentum=None)
+    write_record(tmp_path / "list_config", momentum=None)
+    record = json.loads((tmp_path / "list_config" / "result.json").read_text())
+    (tmp_path / "list_config" / "result.json").write_text(json.dumps({**record, "config": [1]}))
+    write_record(tmp_path / "odd_lines", momentum=None)
+    (tmp_path / "odd_lines" / "metrics.jsonl").write_text('[1]\n"x"\n{"epoch": 1, "epoch_seconds": "slow"}\n')
+
+    report.write_report(tmp_path)
+    md = (tmp_path / "report" / "report.md").read_text()
+    problems = section(md, "Runs that do not count")
+    assert "`null` | unreadable | result.json holds null, not a run record (a JSON object)" in problems
+    assert "`list` | unreadable | result.json holds [1, 2], not a run record (a JSON object)" in problems
+    assert "`number` | unreadable | result.json holds 0.5, not a run record" in problems
+    assert "`string_metric` | completed | no finite test accuracy in result.json (got '0.9')" in problems
+    assert "`string_lr` | completed | config.lr in result.json is 'fast', not a number" in problems
+    assert "`list_config` | completed | result.json lacks" in problems
+    assert "14 count as trials, 6 do not" in md  # odd_lines counts: its unreadable epoch lines are skipped
+    fanova = section(md, "Hyperparameter importance (fANOVA)", "###")
+    assert "Left out of fANOVA" in fanova and "`zero_lr` (lr=0.0)" in fanova
+    assert "| all variants | 13 |" in fanova  # the 14 trials less the one left out
+
+
+def test_the_end_of_sweep_table_lists_a_record_that_is_not_an_object_as_unreadable(tmp_path):
+    from sweeps.callbacks import trial_rows
+
+    write_record(tmp_path / "good", momentum=None)
+    (tmp_path / "null").mkdir()
+    (tmp_path / "null" / "result.json").write_text("null")
+    write_record(tmp_path / "string_metric", value="0.9", momentum=None)
+    assert trial_rows(tmp_path) == [("good", "completed", "test accuracy 0.9000"), ("null", "unreadable", ""),
+                                    ("string_metric", "completed", "")]

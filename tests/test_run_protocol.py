@@ -13,7 +13,7 @@ import pytest
 from conftest import compose_config
 from tasks import DataError, make_task
 from training import train
-from training.checkpoint import Checkpoints
+from training.checkpoint import Checkpoints, CorruptCheckpoint
 from training.loop import evaluate
 from training.model import model_from_config
 from training.optim import make_optimizer
@@ -25,8 +25,8 @@ from training.split import Steps
 class ScriptedEngine:
     """An engine whose validation losses follow a script: the protocol alone is under test."""
 
-    def __init__(self, valid_losses):
-        self.valid_losses, self.epoch, self.step, self.stopped = valid_losses, 0, 0, []
+    def __init__(self, valid_losses, size: int = 3):
+        self.valid_losses, self.epoch, self.step, self.stopped, self.size = valid_losses, 0, 0, [], size
         self.compile_seconds = None
 
     def train_epoch(self, epoch):
@@ -37,17 +37,17 @@ class ScriptedEngine:
         return [{"loss": self.valid_losses[self.epoch - 1]}]
 
     def state(self, k):
-        return {"params": {"w": jnp.full(3, float(self.epoch))}}
+        return {"params": {"w": jnp.sin(jnp.arange(self.size) + float(self.epoch))}}
 
     def stop(self, k):
         self.stopped.append(k)
 
 
-def scripted_run(tmp_path, valid_losses, *overrides) -> tuple[Run, ScriptedEngine]:
+def scripted_run(tmp_path, valid_losses, *overrides, size: int = 3) -> tuple[Run, ScriptedEngine]:
     run, done = begin_run(compose_config(f"epochs={len(valid_losses)}", *overrides), tmp_path)
     assert not done
     start_tracking(run)
-    engine = ScriptedEngine(valid_losses)
+    engine = ScriptedEngine(valid_losses, size)
     run_epochs([run], engine, ("loss", "min"), 64)
     return run, engine
 
@@ -160,3 +160,72 @@ def test_every_run_ends_with_one_summary_line(tmp_path, caplog):
     (line,) = [m for m in caplog.messages if m.startswith("completed after")]
     assert f"best epoch {r['best_epoch']}: valid mse {r['valid']['mse']:.4f}, test mse {r['test']['mse']:.4f}" in line
     assert line.endswith(f"record: {tmp_path / 'result.json'}")
+
+
+def flip_array_bytes(checkpoint) -> None:
+    """Garble the middle of every array data file of a checkpoint (`state/ocdbt.process_0/d/`; arrays too small to
+    get a file of their own sit in the b-tree, which TensorStore checks itself): Orbax restores them silently."""
+    files = [f for f in (checkpoint / "state" / "ocdbt.process_0" / "d").iterdir() if f.stat().st_size > 1000]
+    assert files
+    for f in files:
+        data = bytearray(f.read_bytes())
+        for i in range(len(data) // 3, len(data) // 3 + 8):
+            data[i] ^= 0x55
+        f.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_whose_array_bytes_changed_on_disk_is_refused_and_the_run_resumes_from_the_one_before(tmp_path, caplog):
+    big = ("hidden=32", "input_noise=0.5")  # arrays of 4 KB: each in the data files, not inline in the b-tree
+    reference = train(compose_config("epochs=3", *big), tmp_path / "uninterrupted")
+    train(compose_config("epochs=2", *big), tmp_path)
+    flip_array_bytes(tmp_path / "checkpoints" / "2")
+    with caplog.at_level(logging.WARNING, logger="odyssey"):
+        resumed = train(compose_config("epochs=3", *big), tmp_path)
+    (line,) = [m for m in caplog.messages if "does not restore" in m]
+    assert f"checkpoint {tmp_path / 'checkpoints' / '2'} does not restore (CorruptCheckpoint: " in line
+    assert "differ from the SHA-256 saved with them" in line and line.endswith("trying the one before")
+    assert resumed["status"] == "completed" and resumed["epochs_completed"] == 3
+    assert (resumed["valid"], resumed["test"], resumed["final"]) == (reference["valid"], reference["test"], reference["final"])
+    assert (tmp_path / "checkpoints" / "2.corrupt").is_dir()  # kept for inspection, out of Orbax's way:
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    assert ckpt.manager.all_steps() == [2, 3]  # epoch 2 was saved again when it was redone
+    ckpt.restore(2, like_state(compose_config(*big)))
+    ckpt.close()
+
+
+def like_state(cfg):
+    """A state of `cfg`'s structure and shapes (what a checkpoint restores into)."""
+    task = make_task(cfg.task)
+    splits = task.load(cfg.data_dir, cfg.seed)
+    params = model_from_config(cfg, task).init(jax.random.key(0), splits["train"]["x"][:1], splits["train"]["lengths"][:1])
+    return {"params": params, "opt_state": make_optimizer(cfg.optimizer, cfg.lr).init(params)}
+
+
+def test_a_corrupt_best_checkpoint_is_named_on_resume_and_rebuilt_from_its_epochs_own(tmp_path, caplog):
+    cfg = compose_config("epochs=2", "lr=0.01", "hidden=32")
+    first = train(cfg, tmp_path)
+    best = tmp_path / "checkpoints" / "best" / str(first["best_epoch"])
+    flip_array_bytes(best)
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    with pytest.raises(CorruptCheckpoint, match="differ from the SHA-256 saved with them"):
+        ckpt.restore(first["best_epoch"], like_state(cfg), best=True)
+    ckpt.close()
+    with caplog.at_level(logging.WARNING, logger="odyssey"):
+        train(compose_config("epochs=3", "lr=0.01", "hidden=32"), tmp_path)
+    (line,) = [m for m in caplog.messages if "best checkpoint" in m]
+    assert line.startswith(f"best checkpoint {best} does not restore (CorruptCheckpoint: ")
+    assert line.endswith(f"rebuilt from {tmp_path / 'checkpoints' / str(first['best_epoch'])}")
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    ckpt.restore(ckpt.best_epoch(), like_state(cfg), best=True)  # sound again
+    ckpt.close()
+
+
+def test_a_corrupt_best_checkpoint_whose_epoch_is_no_longer_kept_is_named_as_lost(tmp_path, caplog):
+    """Only the last two epochs are kept: an early best epoch's state has no other copy."""
+    scripted_run(tmp_path, [1.0, 2.0, 3.0], size=3000)  # best epoch 1; checkpoints 2 and 3 kept
+    flip_array_bytes(tmp_path / "checkpoints" / "best" / "1")
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    note = ckpt.check_best({"params": {"w": jnp.zeros(3000)}})
+    ckpt.close()
+    assert note.startswith(f"{tmp_path / 'checkpoints' / 'best' / '1'} does not restore (CorruptCheckpoint: ")
+    assert "the best state is lost until a better epoch replaces it" in caplog.text

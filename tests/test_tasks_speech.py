@@ -123,6 +123,31 @@ def test_corrupt_or_empty_recordings_are_data_errors_naming_the_file(tiny_fsdd, 
         task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), 0)
 
 
+def test_a_recording_shorter_than_one_analysis_window_is_a_data_error_naming_it(tiny_fsdd):
+    path = tiny_fsdd / "fsdd" / "recordings" / "1_alice_6.wav"
+    scipy.io.wavfile.write(path, 8000, np.zeros(150, np.int16))  # the window is 25 ms: 200 samples
+    with pytest.raises(DataError, match=r"1_alice_6.wav: 150 samples \(18.8 ms at 8000 Hz\) is shorter than one analysis "
+                                        r"window \(task.window_ms=25: 200 samples\)"):
+        task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), 0)
+
+
+@pytest.mark.parametrize("digit, message", [("10", "is labelled digit 10; FSDD's classes are the digits 0-9"),
+                                            ("-1", "is labelled digit -1"), ("x", "has digit 'x'")])
+def test_a_manifest_label_outside_the_ten_digits_is_a_data_error_naming_the_file(tiny_fsdd, digit, message):
+    manifest = tiny_fsdd / "fsdd" / "manifest.tsv"
+    lines = manifest.read_text().splitlines()
+    row = lines[1].split("\t")
+    row[1] = digit
+    manifest.write_text("\n".join([lines[0], "\t".join(row), *lines[2:]]) + "\n")
+    with pytest.raises(DataError, match=f"manifest.tsv: (the row of )?{row[0]} {message}"):
+        task_from_conf("fsdd", valid_size=2).load(str(tiny_fsdd), 0)
+
+
+def test_without_a_data_dir_the_error_says_odyssey_data_dir_is_not_set():
+    with pytest.raises(DataError, match="FSDD not found: no data_dir: ODYSSEY_DATA_DIR is not set and no data_dir= was given"):
+        task_from_conf("fsdd", valid_size=2).load(None, 0)
+
+
 def test_without_files_or_network_the_error_says_what_to_do(tmp_path, monkeypatch):
     import tensorflow_datasets as tfds
 

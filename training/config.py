@@ -8,11 +8,16 @@ the checks types cannot express (choices, ranges), each naming what is accepted.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 @dataclass
@@ -186,6 +191,134 @@ def available_platforms() -> list[str]:
     return found
 
 
+CONF = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("cell", "task", "optimizer", "launch")  # conf/<group>/*.yaml, chosen by `<group>=<name>`
+
+
+def group_options(group: str, config_dir: str | None = None) -> list[str]:
+    """The names `<group>=` accepts: conf/<group>/*.yaml (and a --config-dir's own <group>/, if any)."""
+    folders = [CONF / group] + ([Path(config_dir) / group] if config_dir else [])
+    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+def task_schema(task: str | None):
+    """The schema conf/task/<task>.yaml names first in its defaults list; None when unknown."""
+    path = CONF / "task" / f"{task}.yaml"
+    if task is None or not path.exists():
+        return None
+    defaults = OmegaConf.load(path).get("defaults") or []
+    return next((TASK_SCHEMAS[d] for d in defaults if isinstance(d, str) and d in TASK_SCHEMAS), None)
+
+
+def _fields(schema) -> dict[str, Any]:
+    """{field name: its type} of a schema dataclass (annotations resolved)."""
+    hints = typing.get_type_hints(schema)
+    return {f.name: hints[f.name] for f in dataclasses.fields(schema)}
+
+
+def _schema_of(kind) -> type | None:
+    """The dataclass a field's type names (Optional[X] included), or None for a leaf."""
+    for t in (kind, *typing.get_args(kind)):
+        if dataclasses.is_dataclass(t):
+            return t
+    return None
+
+
+def closest(name: str, known) -> str | None:
+    """The known name most like `name` (difflib), if any is close."""
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, known, prefix: str = "") -> str:
+    found = closest(name, known)
+    return f" (did you mean {prefix}{found}?)" if found else ""
+
+
+def known_list(path: list[str], level: dict) -> str:
+    """What a level of the config holds, short enough for one line; the top level points to --cfg job."""
+    if len(level) > 12:
+        return "; `python train.py --cfg job` lists every key"
+    return f"; {'.'.join(path) or 'the config'} has {', '.join(level)}"
+
+
+def unknown_key(key: str, task: str | None = None) -> str | None:
+    """Why the dotted `key` is not a config key, naming the closest known one; None when it is one.
+    task: the task the command line chooses, whose keys `task.*` may name; with none chosen, any task's
+    keys pass here, and Hydra refuses those the composed task lacks."""
+    level, done = {**_fields(Schema), "launch": None}, []
+    for part in key.split("."):
+        if level is None:
+            return None  # below a leaf, a list or a free dict (wandb.tags, ...): Hydra checks the value
+        if part not in level:
+            return f"unknown key {key}" + (did_you_mean(part, level, "".join(f"{d}." for d in done)) or known_list(done, level))
+        done.append(part)
+        if done == ["task"]:
+            chosen = task_schema(task)
+            level = _fields(chosen) if chosen else {n: t for s in TASK_SCHEMAS.values() for n, t in _fields(s).items()}
+        else:
+            schema = _schema_of(level[part])
+            level = _fields(schema) if schema else None
+    return None
+
+
+def unknown_keys(cfg: DictConfig, path: str = "") -> list[str]:
+    """Keys of a composed config that its schema does not have (added with `+key=...`, which Hydra lets
+    through), each with the closest known key."""
+    problems = []
+    schema = OmegaConf.get_type(cfg)
+    known = _fields(schema) if dataclasses.is_dataclass(schema) else None
+    for key in cfg.keys():
+        if key == "hydra" and not path:
+            continue
+        node = cfg._get_node(key)
+        if known is not None and key not in known:
+            problems.append(f"unknown key {path}{key}" + (did_you_mean(str(key), known, path)
+                                                          or known_list(path.rstrip(".").split(".") if path else [], known)))
+        elif isinstance(node, DictConfig) and not node._is_none() and not node._is_missing():
+            problems += unknown_keys(node, f"{path}{key}.")
+    return problems
+
+
+def check_command_line(argv: list[str]) -> list[str]:
+    """train.py's command line, before Hydra composes it: unknown keys (however added: `hiden=64`,
+    `+hiden=64`) and unknown cell, task, optimizer or launch names, each naming the closest known one."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    try:
+        overrides = OverridesParser.create().parse_overrides(args.overrides or [])
+    except Exception:  # a malformed override: Hydra's own message says where
+        return []
+    problems, chosen_task = [], None
+    for o in overrides:
+        if o.get_key_element() == "task" and isinstance(o.value(), str):
+            chosen_task = o.value()
+    for o in overrides:
+        key = o.key_or_group
+        if key.split(".")[0].split("/")[0] == "hydra" or o.package is not None or o.is_delete():
+            continue
+        if key in GROUPS:
+            value = o.value()
+            names = value.list if isinstance(value, ChoiceSweep) else [value] if isinstance(value, str) else []
+            options = group_options(key, args.config_dir)
+            for name in map(str, names):
+                if name not in options and not (key == "launch" and name == "null"):
+                    problems.append(f"{key}={name} is not in conf/{key}/; choose one of {', '.join(options)}"
+                                    + did_you_mean(name, options))
+            continue
+        why = unknown_key(key, chosen_task)
+        if why:
+            problems.append(why)
+    return problems
+
+
+# the smallest learning rate that can train: below float32's smallest normal number, lr * gradient underflows
+SMALLEST_LR = float(np.finfo(np.float32).tiny)
+
+
 def check_config(cfg) -> None:
     """Refuse values the types allow but training cannot use, naming what is accepted."""
     from training import host_memory, speed_rules
@@ -193,7 +326,7 @@ def check_config(cfg) -> None:
     from training.tracking import MODES
     from variants import CELLS, INITIALIZERS
 
-    problems = []
+    problems = unknown_keys(cfg)
     if cfg.cell.name not in CELLS:
         problems.append(f"cell={cfg.cell.name!r} is not a cell; choose one of {', '.join(CELLS)}")
     for key in ("kernel_init", "recurrent_init"):
@@ -202,8 +335,9 @@ def check_config(cfg) -> None:
     for key in ("hidden", "layers", "epochs", "batch_size", "eval_batch_size"):
         if cfg[key] < 1:
             problems.append(f"{key} must be a positive integer, got {cfg[key]}")
-    if not cfg.lr > 0:
-        problems.append(f"lr must be positive, got {cfg.lr}")
+    if not SMALLEST_LR <= cfg.lr < float("inf"):  # also refuses nan
+        problems.append(f"lr must be a finite number >= {SMALLEST_LR:.3g} (the smallest normal float32: parameters and "
+                        f"the optimizer's learning rate are float32 whatever speed.dtype), got {cfg.lr}")
     if not 0 <= cfg.dropout < 1:
         problems.append(f"dropout must be in [0, 1), got {cfg.dropout}")
     if not 0 <= cfg.input_noise < float("inf"):  # also refuses nan

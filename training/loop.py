@@ -17,26 +17,34 @@ from tasks import batches, eval_batch_size, make_task
 from training.devices import Placement
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
-from training.run import begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
+from training import interrupt
+from training.run import begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.split import Steps, make_steps
 from training.steps import add_sums, is_padded, means
 
 log = logging.getLogger("odyssey")
 
 
-def train(cfg, run_dir: str | os.PathLike | None = None) -> dict:
-    """Train one run into `run_dir` (default: the working directory) and return its result record."""
-    run, done = begin_run(cfg, Path(run_dir or os.getcwd()))
+def train(cfg, run_dir: str | os.PathLike | None = None, job_configs: dict[str, str] | None = None) -> dict:
+    """Train one run into `run_dir` (default: the working directory) and return its result record.
+    job_configs: the `.hydra/` files of a job Hydra started (training.records.job_configs)."""
+    run, done = begin_run(cfg, Path(run_dir or os.getcwd()), job_configs)
     if done:
         return run.result
     try:
-        start_tracking(run)
-        device = jax.devices(cfg.platform)[0] if cfg.platform else None
-        with jax.default_device(device):
-            fit(run)
+        with interrupt.handled():  # SIGTERM, SIGINT: stop between steps (training/interrupt.py)
+            start_tracking(run)
+            device = jax.devices(cfg.platform)[0] if cfg.platform else None
+            with jax.default_device(device):
+                fit(run)
+    except interrupt.Interrupted as e:
+        mark_interrupted(run, e)
+        raise
     except Exception as e:
         mark_failed(run, e)
         raise
+    finally:
+        run.release()  # the folder's lock (training/lock.py), whatever happened
     return run.result
 
 
@@ -55,6 +63,7 @@ def fit(run) -> None:
     run.result.update(device_count=run_steps.count, num_params=count_params(state["params"]), speed_paths=paths_of(model),
                       objective=dict(zip(("name", "mode"), task.objective)))
     engine = LoneSteps(cfg, task, splits, run_steps, state, step_key, steps, run.meta["step"])
+    interrupt.check()  # a signal during loading: stop before compiling
     run_epochs([run], engine, task.objective, steps * cfg.batch_size)
 
 
@@ -75,6 +84,7 @@ class LoneSteps:
         for i, batch in enumerate(bar):
             if i == self.steps:
                 break
+            interrupt.check()
             rng = jax.random.fold_in(self.step_key, self.step)
             t0 = time.time()
             self._state, m = self.run_steps.train(self._state, batch, rng, self.noise, padded=is_padded(batch))
@@ -104,6 +114,7 @@ def evaluate(run_steps: Steps, task, params, split, batch_size: int) -> dict:
     sums = {}
     size = eval_batch_size(split, batch_size, run_steps.count)
     for batch in batches(split, size, time_keys=task.time_keys, time_bucket=task.time_bucket):
+        interrupt.check()
         m, outputs = run_steps.eval(params, batch, padded=is_padded(batch))
         sums = add_sums(sums, m)
         if outputs is not None:

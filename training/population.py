@@ -27,12 +27,12 @@ from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task
 from variants import VARIANTS, GateSpec
-from training import switches, widths
+from training import interrupt, switches, widths
 from training.devices import Placement
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
 from training.records import RunRecord
-from training.run import Run, begin_run, mark_failed, restore_latest, run_epochs, start_tracking, steps_per_epoch
+from training.run import Run, begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.steps import add_sums, is_padded, make_eval_step, make_train_step, means
 
 log = logging.getLogger("odyssey")
@@ -107,16 +107,19 @@ def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str 
 
 
 def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto",
-                     mix_variants: bool = False) -> list[dict]:
-    """Train every config, grouped into populations (`plan_populations`), here, one after another; one result each."""
+                     mix_variants: bool = False, job_configs: list | None = None) -> list[dict]:
+    """Train every config, grouped into populations (`plan_populations`), here, one after another; one result each.
+    job_configs: per trial, the `.hydra/` files of its Hydra job (training.records.job_configs), or None."""
     results: list[dict | None] = [None] * len(cfgs)
+    job_configs = job_configs or [None] * len(cfgs)
     for idx in plan_populations(cfgs, max_size, width_bucket, mix_variants):
-        for i, r in zip(idx, train_one_population([cfgs[i] for i in idx], [run_dirs[i] for i in idx])):
+        for i, r in zip(idx, train_one_population([cfgs[i] for i in idx], [run_dirs[i] for i in idx],
+                                                  job_configs=[job_configs[i] for i in idx])):
             results[i] = r
     return results
 
 
-def train_one_population(cfgs, run_dirs, in_new_process: bool = False) -> list[dict]:
+def train_one_population(cfgs, run_dirs, in_new_process: bool = False, job_configs: list | None = None) -> list[dict]:
     """One population: its trials' results (each also in its run_dir's result.json). in_new_process: this
     process has not started JAX yet (a cluster job), so set its CPU devices and logging first."""
     if in_new_process:
@@ -127,25 +130,34 @@ def train_one_population(cfgs, run_dirs, in_new_process: bool = False) -> list[d
         configure_logging(cfgs[0].verbose)
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     out, runs = [], []
-    for cfg, run_dir in zip(cfgs, run_dirs):
+    for cfg, run_dir, files in zip(cfgs, run_dirs, job_configs or [None] * len(cfgs)):
         try:
-            run, done = begin_run(cfg, Path(run_dir), population_size=len(cfgs))
-        except Exception:  # a bad config: begin_run recorded it as failed; the others train without it
+            run, done = begin_run(cfg, Path(run_dir), files, population_size=len(cfgs))
+        except Exception:  # a bad config (recorded as failed) or a refused folder: the others train without it
             out.append(RunRecord(Path(run_dir)).previous())
             continue
         out.append(run.result)
         if not done:
             runs.append(run)
     try:
+        with interrupt.handled():  # SIGTERM, SIGINT: every sub-population stops between steps
+            for run in runs:
+                start_tracking(run)
+            if runs:
+                _fit_on_devices(runs)
+    except interrupt.Interrupted as e:
         for run in runs:
-            start_tracking(run)
-        if runs:
-            _fit_on_devices(runs)
+            if run.running:
+                mark_interrupted(run, e)
+        raise
     except Exception as e:
         for run in runs:
             if run.running:
                 mark_failed(run, e)
         raise
+    finally:
+        for run in runs:
+            run.release()  # each trial's folder lock (training/lock.py), whatever happened
     return out  # the trials' result dicts, updated in place as they finished
 
 
@@ -294,6 +306,7 @@ class PopulationSteps:
         for i, batch_list in enumerate(bar):
             if i == self.steps:
                 break
+            interrupt.check()
             batch, t0 = stack_batches(batch_list, task.time_keys), time.time()
             self._state, m, self.alive = self._train_step(self._state, self.placement.shard(batch), self.step, self.noise,
                                                           self.masks, self.alive, padded=is_padded(batch))
@@ -311,6 +324,7 @@ class PopulationSteps:
         streams = [batches(s, size, time_keys=task.time_keys, time_bucket=task.time_bucket)
                    for s in (split_list[:1] if self.shared_eval else split_list)]
         for batch_list in zip(*streams):
+            interrupt.check()
             batch = batch_list[0] if self.shared_eval else stack_batches(batch_list, task.time_keys)
             m, outputs = self._eval_step(self._state["params"], batch, padded=is_padded(batch))
             sums = add_sums(sums, m)

@@ -1,9 +1,12 @@
 """The record every run leaves in its output directory, whatever happens to it.
 
     metrics.jsonl   one JSON line per epoch (train, valid and test metrics, seconds, throughput)
-    result.json     status (running|completed|diverged|failed), final metrics, the resolved config,
+    result.json     status (running|completed|diverged|failed|interrupted), final metrics, the resolved config,
                     parameter count, device, timings; rewritten atomically, so it is never half-written
     checkpoints/    Orbax checkpoints for resumption (training.checkpoint)
+    .hydra/         the job's config, Hydra's config and the command line's overrides, as Hydra writes them;
+                    written here (conf/config.yaml turns Hydra's own writing off) once the run takes the folder,
+                    so a rerun that is refused leaves the folder as it was
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 log = logging.getLogger("odyssey")
 
-FINISHED = ("completed", "diverged")  # a sweep rerun skips these; it reruns failed, running or missing
+FINISHED = ("completed", "diverged")  # a sweep rerun skips these; it reruns (resumes) failed, interrupted, running or missing
 
 
 def read_json(path: Path) -> dict | None:
@@ -29,9 +32,31 @@ def read_json(path: Path) -> dict | None:
 
 def write_json(path: Path, obj: Any) -> None:
     """Write through a temporary file and rename, so a killed process never leaves half a record."""
+    write_text(path, dumps(obj, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Through `<path>.tmp` and a rename; a write that fails (a full disk) removes the temporary file and
+    leaves `path` as it was."""
     tmp = Path(f"{path}.tmp")
-    tmp.write_text(dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+JOB_CONFIGS = ".hydra"
+
+
+def job_configs(task_cfg, hydra_cfg, overrides) -> dict[str, str]:
+    """The files Hydra writes into a job's `.hydra/` (config.yaml, hydra.yaml, overrides.yaml), as text.
+    hydra_cfg: the config holding the `hydra` node (HydraConfig.instance().cfg in a job)."""
+    from omegaconf import OmegaConf
+
+    return {"config.yaml": OmegaConf.to_yaml(task_cfg), "hydra.yaml": OmegaConf.to_yaml(hydra_cfg),
+            "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(overrides)))}
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:
@@ -70,9 +95,11 @@ class RunRecord:
 
     def previous(self) -> dict | None:
         """The record already here; an unreadable one (torn, junk) is reported and treated as none."""
-        if self.result_path.exists() and read_json(self.result_path) is None:
-            log.warning("%s is not a JSON record; it will be replaced by this run's", self.result_path)
-        return read_json(self.result_path)
+        record = read_json(self.result_path)
+        if self.result_path.exists() and not isinstance(record, dict):
+            log.warning("%s is not a run record (a JSON object); it will be replaced by this run's", self.result_path)
+            return None
+        return record
 
     def epochs(self) -> list[dict]:
         """The epoch lines; a line that is not JSON (torn by a kill mid-write) is dropped with a warning."""
@@ -89,14 +116,28 @@ class RunRecord:
     def keep_epochs_through(self, epoch: int) -> list[dict]:
         """On resume: drop lines logged after the checkpoint we resume from (they will be redone)."""
         kept = [e for e in self.epochs() if e["epoch"] <= epoch]
-        tmp = Path(f"{self.metrics_path}.tmp")
-        tmp.write_text("".join(dumps(e) + "\n" for e in kept))
-        os.replace(tmp, self.metrics_path)
+        write_text(self.metrics_path, "".join(dumps(e) + "\n" for e in kept))
         return kept
 
     def log_epoch(self, line: dict) -> None:
+        """Append one line; a write that fails (a full disk) is cut off again, so no torn line is left."""
         with open(self.metrics_path, "a") as f:
-            f.write(dumps(line) + "\n")
+            size = f.tell()
+            try:
+                f.write(dumps(line) + "\n")
+                f.flush()
+            except BaseException:
+                f.truncate(size)
+                raise
 
     def write_result(self, result: dict) -> None:
         write_json(self.result_path, result)
+
+    def write_job_configs(self, files: dict[str, str] | None) -> None:
+        """The job's `.hydra/` files (job_configs), when the run was started by Hydra."""
+        if not files:
+            return
+        folder = self.dir / JOB_CONFIGS
+        folder.mkdir(exist_ok=True)
+        for name, text in files.items():
+            write_text(folder / name, text)

@@ -12,6 +12,7 @@ leading axis (training/population.py). Everything a record holds is written here
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import time
@@ -25,7 +26,10 @@ from omegaconf import OmegaConf
 
 from tasks import num_batches
 from training.checkpoint import Checkpoints
+from training import interrupt
 from training.config import check_config
+from training.interrupt import Interrupted
+from training.lock import RunLock, RunLocked
 from training.records import FINISHED, RunRecord
 from training.tracking import Tracker
 
@@ -73,6 +77,12 @@ class Run:
     ckpt: Checkpoints | None = None
     meta: dict = field(default_factory=new_meta)
     finished_before: dict | None = None  # the completed/diverged record a rerun (e.g. with more epochs) started from
+    lock: RunLock | None = None  # the run folder's, held from begin_run until the run ends
+
+    def release(self) -> None:
+        """Let go of the run folder (its lock); once the run's record is final."""
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def running(self) -> bool:
@@ -95,14 +105,44 @@ class Engine(Protocol):
     def stop(self, k: int) -> None: ...  # run k has ended: leave its parameters as they are
 
 
-def begin_run(cfg, run_dir: Path, **extra) -> tuple[Run, bool]:
-    """Check the config and the run directory: (run, done).
+class Refused(ValueError):
+    """A rerun this run directory cannot take (another config's checkpoints are there); nothing was touched."""
+
+
+def begin_run(cfg, run_dir: Path, job_configs: dict[str, str] | None = None, **extra) -> tuple[Run, bool]:
+    """Take the run directory (its lock), check the config and what the directory holds: (run, done).
 
     done: the directory already holds a completed or diverged run of this exact config, and the run's
     result is that record (a rerun, e.g. of a whole sweep, retrains nothing). Otherwise the result is
     a new record, status "running", carrying the previous wandb run id so a resumed run continues it.
+    job_configs: the job's `.hydra/` files (training.records.job_configs), written once this run takes the
+    folder, so a refused rerun (another config's checkpoints are there) leaves every file as it was.
+    The run holds the folder's lock (training/lock.py) until it ends (finish, mark_failed, release).
     """
-    record = RunRecord(run_dir)
+    try:
+        record = RunRecord(run_dir)
+        lock = RunLock(run_dir).acquire()
+    except RunLocked as e:
+        log.error("%s", e)
+        raise logged(e)
+    except OSError as e:  # a folder that cannot be made or written (permissions, a full disk)
+        log.error("cannot write into %s (%s: %s); choose a writable folder (hydra.run.dir=...)", run_dir,
+                  type(e).__name__, e.strerror or e)
+        raise logged(e)
+    try:
+        run, done = _begin(cfg, record, job_configs, extra)
+    except BaseException:
+        lock.release()
+        raise
+    if done:
+        lock.release()
+    else:
+        run.lock = lock
+    return run, done
+
+
+def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]:
+    run_dir = record.dir
     previous = record.previous() or {}
     try:
         check_config(cfg)
@@ -111,15 +151,21 @@ def begin_run(cfg, run_dir: Path, **extra) -> tuple[Run, bool]:
         if previous.get("status") not in FINISHED:
             record.write_result({"status": "failed", "error": f"{type(e).__name__}: {e}", "run_dir": str(run_dir),
                                  "config": OmegaConf.to_container(cfg, resolve=False)})
+            record.write_job_configs(job_configs)
         log.error("%s; nothing was trained (record: %s)", e, record.result_path)
-        raise
+        raise logged(e)
     if (previous.get("status") in FINISHED and "config" in previous and previous["config"].get("epochs") == resolved["epochs"]
             and run_identity(previous["config"]) == run_identity(resolved)):
         log.info("%s already holds a %s run of this config; nothing to do", run_dir, previous["status"])
         return Run(cfg, record, previous), True
-    refuse_other_run(previous, resolved, run_dir)
+    try:
+        refuse_other_run(previous, resolved, run_dir)
+    except Refused as e:
+        log.error("%s", e)
+        raise logged(e)
     result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
               **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id")}
+    record.write_job_configs(job_configs)
     return Run(cfg, record, result, finished_before=previous if previous.get("status") in FINISHED else None), False
 
 
@@ -140,6 +186,9 @@ def restore_latest(run: Run, state, epoch: int | None | str = "latest"):
             _, state, run.meta = found
     elif epoch is not None:
         state, run.meta = run.ckpt.restore(epoch, state)
+    lost = run.ckpt.check_best(state) if run.meta["epoch"] else None
+    if lost:  # result.json's test figure no longer has its state on disk; a better epoch's save clears this
+        run.result["best_checkpoint_lost"] = lost
     if run.meta["epoch"]:
         log.info("resuming %s from epoch %d", run.record.dir, run.meta["epoch"])
     run.record.keep_epochs_through(run.meta["epoch"])
@@ -166,6 +215,7 @@ def run_epochs(runs: list[Run], engine: Engine, objective: tuple[str, str], sequ
         live = [k for k, r in enumerate(runs) if r.running]
         if not live:
             break
+        interrupt.check()
         t0 = time.time()
         train = engine.train_epoch(epoch)
         seconds = {"train_seconds": time.time() - t0}
@@ -206,6 +256,7 @@ def end_epoch(run: Run, epoch, step, train_m, valid_m, test_m, seconds, objectiv
              fmt(valid_m), fmt(test_m), seconds["epoch_seconds"], seconds["seq_per_s"])
     if is_better(valid_m, run.meta["best"], objective):
         run.meta["best"] = {"epoch": epoch, "valid": valid_m, "test": test_m}
+        run.result.pop("best_checkpoint_lost", None)
     run.meta.update(epoch=epoch, step=step, wall_seconds=time.time() - started)
     run.ckpt.save(epoch, state, run.meta, best=run.meta["best"]["epoch"] == epoch)
 
@@ -226,6 +277,7 @@ def finish(run: Run, status: str, started: float, stopped_early: bool = False) -
         run.tracker.summary(summary_values(run.result))
         run.tracker.finish()
     log.info(summary_line(run.result, run.record.result_path))
+    run.release()
 
 
 def final_fields(record: RunRecord, meta: dict, status: str, started: float) -> dict:
@@ -259,20 +311,80 @@ def summary_line(result: dict, path: Path) -> str:
             f"{result.get('wall_seconds', 0.0):.0f}s; record: {path}")
 
 
+def failure_reason(error: BaseException) -> str:
+    """The failure in one line: its type and first line (XLA's out-of-memory and Orbax's errors run to pages;
+    the traceback in result.json keeps all of it), with what to do for a full disk or memory."""
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "").rstrip(".")
+    reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    if isinstance(error, MemoryError) or "out of memory" in text.lower():
+        return f"out of memory ({reason}); lower batch_size, eval_batch_size or hidden"
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+        return f"the disk is full ({reason}); free space and rerun the same command to resume"
+    return reason
+
+
 def mark_failed(run: Run, error: Exception) -> None:
     """Record the failure with its one-line reason. A rerun of a finished run (say with a new data_dir)
-    that fails puts the finished record back, noting the failed rerun in it: nothing finished is lost."""
-    reason = f"{type(error).__name__}: {str(error).rstrip('.')}"
-    if run.finished_before is not None:
-        kept = dict(run.finished_before, failed_rerun={"error": reason, "config": run.result["config"]})
+    that fails puts the finished record back, noting the failed rerun in it: nothing finished is lost.
+    Checkpoints a failed save left half-written are removed; when result.json itself cannot be written
+    (a full disk), the line says so and the record stays as it last was."""
+    reason = failure_reason(error)
+    if run.ckpt is not None:
+        run.ckpt.abandon()
+    try:
+        if run.finished_before is not None:
+            kept = dict(run.finished_before, failed_rerun={"error": reason, "config": run.result["config"]})
+            run.record.write_result(kept)
+            line = f"{reason}; the rerun failed, and {run.record.result_path} keeps the {kept['status']} record"
+        else:
+            run.result.update(status="failed", error=reason, traceback=traceback.format_exc())
+            run.record.write_result(run.result)
+            line = f"{reason}; recorded as failed in {run.record.result_path}"
+    except OSError as e:
+        line = (f"{reason}; {run.record.result_path} could not be written either ({e.strerror or e}), "
+                f"so it still says {(run.record.previous() or {}).get('status', 'nothing')}")
+    log.error("%s%s", run_prefix(run), line)
+    logged(error)
+    if run.tracker is not None:
+        try:
+            run.tracker.finish(failed=True)
+        except Exception:  # wandb on a full disk: the run's line above says what failed
+            pass
+    run.release()
+
+
+def logged(error: BaseException) -> BaseException:
+    """Mark an error as told in its one line (train.py then exits without a traceback)."""
+    try:
+        error.odyssey_logged = True
+    except AttributeError:  # a type without a __dict__
+        pass
+    return error
+
+
+def mark_interrupted(run: Run, stop: Interrupted) -> None:
+    """SIGTERM or SIGINT stopped the run between two steps (training/interrupt.py): its last completed epoch's
+    checkpoint, which its records describe, is waited for, and result.json says `interrupted`, so rerunning
+    resumes from there. A rerun of a finished run interrupted before it added an epoch puts the finished
+    record back, noting the interruption."""
+    if run.ckpt is not None:
+        run.ckpt.close()  # Orbax writes in the background: the last epoch's checkpoint is on disk after this
+    epoch = run.meta["epoch"]
+    if run.finished_before is not None and epoch <= (run.finished_before.get("epochs_completed") or 0):
+        kept = dict(run.finished_before, interrupted_rerun={"signal": stop.name, "config": run.result["config"]})
         run.record.write_result(kept)
-        log.error("%s; the rerun failed, and %s keeps the %s record", reason, run.record.result_path, kept["status"])
+        log.warning("%s%s before the rerun completed an epoch; %s keeps the %s record", run_prefix(run), stop,
+                    run.record.result_path, kept["status"])
     else:
-        run.result.update(status="failed", error=reason, traceback=traceback.format_exc())
+        run.result.update(final_fields(run.record, run.meta, "interrupted", time.time() - run.meta["wall_seconds"]),
+                          stopped_early=False, signal=stop.name)
         run.record.write_result(run.result)
-        log.error("%s; recorded as failed in %s", reason, run.record.result_path)
+        where = f"rerun the same command to resume from epoch {epoch}'s checkpoint" if epoch else \
+            "no epoch was completed: rerunning starts it afresh"
+        log.warning("%s%s in epoch %d; %s (record: %s)", run_prefix(run), stop, epoch + 1, where, run.record.result_path)
     if run.tracker is not None:
         run.tracker.finish(failed=True)
+    run.release()
 
 
 def is_better(metrics: dict, best: dict | None, objective) -> bool:
@@ -290,11 +402,17 @@ def refuse_other_run(previous: dict, resolved: dict, run_dir: Path) -> None:
     old, new = run_identity(previous["config"]), run_identity(resolved)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     if changed:
-        raise ValueError(
-            f"{run_dir} holds checkpoints of a run with a different config (changed: {', '.join(changed)}). "
+        shown = ", ".join(f"{k} {_short(old.get(k, '(none)'))} -> {_short(new.get(k, '(none)'))}" for k in changed)
+        raise Refused(
+            f"refused: {run_dir} holds checkpoints of a run with a different config (changed: {shown}). "
             f"Only {', '.join(RESUMABLE_CHANGES + SAME_NUMBERS)} may change on resume; use a new output directory "
-            "(hydra.run.dir=...) for a new run. Nothing there was modified."
+            "(hydra.run.dir=...) for a new run. Its files are left as they were."
         )
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def device_info(platform: str | None = None) -> dict:

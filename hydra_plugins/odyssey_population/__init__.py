@@ -62,6 +62,7 @@ class PopulationLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from training.population import train_population
         from training.devices import configure_host
+        from training.records import job_configs
 
         from training.logs import configure_logging
 
@@ -81,18 +82,21 @@ class PopulationLauncher(Launcher):
             with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
                 cfg.hydra.runtime.output_dir = run_dir
             task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-            if cfg.hydra.output_subdir is not None:
+            if cfg.hydra.output_subdir is not None:  # Hydra's place for them; conf/config.yaml leaves it null
                 save_job_configs(Path(run_dir) / str(cfg.hydra.output_subdir), task_cfg, cfg, list(overrides))
-            jobs.append((list(overrides), cfg, task_cfg, run_dir))
+                files = None
+            else:  # written by the trial once it takes its folder, as train.py's jobs do
+                files = job_configs(task_cfg, OmegaConf.create({"hydra": cfg.hydra}), list(overrides))
+            jobs.append((list(overrides), cfg, task_cfg, run_dir, files))
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
 
         returns = []
         try:
-            results = self._train([j[2] for j in jobs], [j[3] for j in jobs], sweep_dir)
+            results = self._train([j[2] for j in jobs], [j[3] for j in jobs], sweep_dir, [j[4] for j in jobs])
         except Exception:  # each trial's result.json already says failed; the sweep goes on
             log.exception("a population failed")
             results = [None] * len(jobs)
-        for (overrides, cfg, task_cfg, run_dir), result in zip(jobs, results):
+        for (overrides, cfg, task_cfg, run_dir, _), result in zip(jobs, results):
             value = None
             if result and result.get("test"):
                 value = result["test"].get(result["objective"]["name"])
@@ -102,19 +106,19 @@ class PopulationLauncher(Launcher):
             returns.append(job)
         return returns
 
-    def _train(self, cfgs, run_dirs, sweep_dir: Path) -> list:
+    def _train(self, cfgs, run_dirs, sweep_dir: Path, files: list) -> list:
         """Each trial's result: the populations trained here, or as submitit jobs (one per population)."""
         from training.population import plan_populations, train_one_population, train_population
 
         if self.backend == "here":
-            return train_population(cfgs, run_dirs, self.max_size, self.width_bucket, self.mix_variants)
+            return train_population(cfgs, run_dirs, self.max_size, self.width_bucket, self.mix_variants, files)
         import submitit
 
         plan = plan_populations(cfgs, self.max_size, self.width_bucket, self.mix_variants)
         executor = submitit.AutoExecutor(folder=sweep_dir / ".submitit" / "%j", cluster=self.backend)
         executor.update_parameters(**executor_parameters(self.backend, self.submitit))
-        submitted = [executor.submit(train_one_population, [cfgs[i] for i in idx], [run_dirs[i] for i in idx], True)
-                     for idx in plan]
+        submitted = [executor.submit(train_one_population, [cfgs[i] for i in idx], [run_dirs[i] for i in idx], True,
+                                     [files[i] for i in idx]) for idx in plan]
         log.info("%d populations submitted (%s): %s", len(plan), self.backend, " ".join(j.job_id for j in submitted))
         results: list = [None] * len(cfgs)
         for idx, job in zip(plan, submitted):
