@@ -194,6 +194,7 @@ def test_a_signal_mid_run_stops_it_as_interrupted_and_the_rerun_ends_as_an_unint
     assert resumed["final"] == reference["final"]
 
 
+@pytest.mark.slow
 def test_a_signalled_population_records_every_trial_as_interrupted_and_each_resumes(tmp_path, monkeypatch):
     from training.interrupt import Interrupted
     from training.population import PopulationSteps, train_population

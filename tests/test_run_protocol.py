@@ -174,6 +174,7 @@ def flip_array_bytes(checkpoint) -> None:
         f.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_whose_array_bytes_changed_on_disk_is_refused_and_the_run_resumes_from_the_one_before(tmp_path, caplog):
     big = ("hidden=32", "input_noise=0.5")  # arrays of 4 KB: each in the data files, not inline in the b-tree
     reference = train(compose_config("epochs=3", *big), tmp_path / "uninterrupted")
