@@ -4,6 +4,11 @@ Registered with Hydra's ConfigStore as `odyssey_schema` (conf/config.yaml lists 
 unknown key or a wrong type fails at composition with Hydra's message, e.g.
 `lr=fast` -> "Value 'fast' of type 'str' could not be converted to Float". `check_config` adds
 the checks types cannot express (choices, ranges), each naming what is accepted.
+
+Unknown keys: `+hiden=64` composes (Hydra adds the key), and Hydra's own message for `hiden=64` suggests
+just that. So train.py checks its command line against these types and conf/'s groups before Hydra runs
+(`check_command_line`), and `check_config` refuses any key a composed config's schema lacks
+(`unknown_keys`); both name the closest known key (difflib).
 """
 
 from __future__ import annotations

@@ -14,10 +14,10 @@ import numpy as np
 from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task
+from training import interrupt
 from training.devices import Placement
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
-from training import interrupt
 from training.run import begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.split import Steps, make_steps
 from training.steps import add_sums, is_padded, means

@@ -25,8 +25,8 @@ import jax
 from omegaconf import OmegaConf
 
 from tasks import num_batches
-from training.checkpoint import Checkpoints
 from training import interrupt
+from training.checkpoint import Checkpoints
 from training.config import check_config
 from training.interrupt import Interrupted
 from training.lock import RunLock, RunLocked
