@@ -29,9 +29,9 @@ run() { timeout 200 python3 train.py data_dir=.gpu_data wandb.mode=disabled "$@"
     timeout 240 python3 -m pytest tests/test_devices.py -q -p no:cacheprovider 2>&1 | tail -4 ;;
   throughput) echo "== throughput against cuDNN"
     timeout 150 python3 -m benchmarks.throughput --shapes row pixel row512 --rounds 3 --no-flax ;;
-  scan) echo "== long sequences: scan unroll x hand-written gradient (variants/fused.py) against cuDNN (issue 17)"
+  scan) echo "== long sequences: scan unroll x hand-written gradient (paths/fused.py) against cuDNN (issue 17)"
     timeout 300 python3 -m benchmarks.throughput --cells np v --shapes pixel row --unroll 1 8 32 --fused-gradient false true --rounds 3 --no-flax ;;
-  kernel) echo "== the Pallas time loop (variants/kernel.py, speed.kernel) compiled by Triton: equal to the scan, then against the scan and cuDNN (issue 17)"
+  kernel) echo "== the Pallas time loop (paths/kernel.py, speed.kernel) compiled by Triton: equal to the scan, then against the scan and cuDNN (issue 17)"
     timeout 240 python3 -m pytest tests/test_kernel.py -q -p no:cacheprovider 2>&1 | tail -4
     timeout 300 python3 -m benchmarks.throughput --cells np v cifg gru --shapes pixel row --kernel false true --rounds 3 --no-flax ;;
   tutorial) for c in srn np gru; do echo "== tutorial: $c, 20 epochs"

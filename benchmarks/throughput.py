@@ -300,9 +300,9 @@ def parser() -> argparse.ArgumentParser:
                    "default, training/speed_rules.py) or a whole number; several values time each cell with each")
     p.add_argument("--hoist", default="auto", help="speed.hoist_projection: true, false or auto")
     p.add_argument("--fused-gradient", nargs="+", default=["auto"], choices=["auto", "true", "false"],
-                   help="speed.fused_gradient (variants/fused.py); several values time each cell with each")
+                   help="speed.fused_gradient (paths/fused.py); several values time each cell with each")
     p.add_argument("--kernel", nargs="+", default=["auto"], choices=["auto", "true", "false"],
-                   help="speed.kernel (variants/kernel.py, the time loop in one Pallas kernel: for GPUs; off GPU it "
+                   help="speed.kernel (paths/kernel.py, the time loop in one Pallas kernel: for GPUs; off GPU it "
                         "runs in Pallas' interpreter); several values time each cell with each")
     p.add_argument("--dtype", default="float32", help="speed.dtype, e.g. bfloat16")
     p.add_argument("--cpu-devices", default="auto", help="speed.cpu_devices: XLA CPU devices a batch is split over "

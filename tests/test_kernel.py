@@ -1,4 +1,4 @@
-"""variants/kernel.py: the whole time loop in one Pallas kernel computes what the scan computes.
+"""paths/kernel.py: the whole time loop in one Pallas kernel computes what the scan computes.
 
 On CPU the kernel runs in Pallas' interpreter, the same program a GPU compiles with Triton; on a GPU
 (benchmarks/gpu_check.sh kernel) these tests run the compiled kernel. Whether Triton accepts the program
@@ -14,7 +14,7 @@ import pytest
 
 from training.model import SequenceModel
 from variants import make_cell
-from variants.kernel import kernel_scan, kernel_width
+from paths.kernel import kernel_scan, kernel_width
 
 T, D, H = 6, 3, 8
 

@@ -56,7 +56,7 @@ def test_unroll_and_hoisting_give_the_same_outputs_and_gradients(cell, padded, d
 
 @pytest.mark.parametrize("cell,fused", [("np", True), ("fgr", True), ("srn", True), ("gru", False)])
 def test_the_fused_gradient_serves_gated_cells_and_srn_and_gru_keeps_autodiff(cell, fused, data):
-    """variants.fused's hand-written VJP is really what runs (not a silent fallback), except for the GRU,
+    """paths.fused's hand-written VJP is really what runs (not a silent fallback), except for the GRU,
     whose reset gate comes before its second matmul."""
     x, full, _ = data
     model = SequenceModel(cell=cell, hidden=H, output_size=2, fused_gradient=True)

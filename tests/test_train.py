@@ -118,6 +118,19 @@ def test_a_record_from_before_a_config_key_existed_or_under_another_speed_path_i
         train(compose_config("cell=srn", "epochs=3", "speed.dtype=bfloat16"), old_dir)
 
 
+def test_a_record_with_cell_keys_the_cell_does_not_read_is_still_this_run(srn_run, tmp_path):
+    """conf/cell/srn.yaml once listed forget_bias and switches, which the SRN never read."""
+    cfg, run_dir, result = srn_run
+    old_dir = tmp_path / "old"
+    shutil.copytree(run_dir, old_dir)
+    old = json.loads((old_dir / "result.json").read_text())
+    old["config"]["cell"] |= {"forget_bias": 1.0, "switches": {}}
+    (old_dir / "result.json").write_text(json.dumps(old))
+    before = snapshot(old_dir)
+    assert train(compose_config("cell=srn", "epochs=3"), old_dir)["status"] == "completed"
+    assert snapshot(old_dir) == before
+
+
 def test_resuming_into_a_directory_of_another_config_is_refused_and_changes_nothing(srn_run):
     cfg, run_dir, _ = srn_run
     before = snapshot(run_dir)

@@ -41,9 +41,21 @@ SAME_NUMBERS = ("speed.unroll", "speed.hoist_projection", "speed.fused_gradient"
 
 def run_identity(config: dict) -> dict:
     """What makes two resolved configs the same run, as {dotted key: value}: every key except the
-    resumable ones and the same-numbers speed paths."""
+    resumable ones, the same-numbers speed paths and cell keys the cell does not read (a record from before
+    conf/cell/gru.yaml dropped forget_bias is still the same GRU run)."""
+    unread = unread_cell_keys(config.get("cell") or {})
     return {k: v for k, v in _flatten(config).items()
-            if k.split(".")[0] not in RESUMABLE_CHANGES and k not in SAME_NUMBERS}
+            if k.split(".")[0] not in RESUMABLE_CHANGES and k not in SAME_NUMBERS and ".".join(k.split(".")[:2]) not in unread}
+
+
+def unread_cell_keys(cell: dict) -> set[str]:
+    from variants import entry
+
+    try:
+        reads = entry(cell.get("name"), cell.get("_target_")).keys
+    except ValueError:  # a cell no longer registered: all its keys count
+        return set()
+    return {f"cell.{k}" for k in cell if k not in ("name", "_target_", *reads)}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

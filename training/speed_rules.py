@@ -59,14 +59,14 @@ def hoist_projection(setting, backend: str) -> bool:
 
 
 def fused_gradient(setting, backend: str) -> bool:
-    """speed.fused_gradient (variants/fused.py: dR in one matmul after the loop). CPU: off, 0.90-0.96x of
+    """speed.fused_gradient (paths/fused.py: dR in one matmul after the loop). CPU: off, 0.90-0.96x of
     autodiff's scan on row MNIST at H=128 and H=512 (README, Measured). GPU/TPU: off, not yet measured
     (`gpu_check.sh scan`)."""
     return _switch(setting, auto=False)
 
 
 def kernel(setting, backend: str) -> bool:
-    """speed.kernel (variants/kernel.py: the time loop in one Pallas kernel). CPU: off, Pallas' interpreter
+    """speed.kernel (paths/kernel.py: the time loop in one Pallas kernel). CPU: off, Pallas' interpreter
     is for tests and far slower than the scan. GPU: off until `gpu_check.sh kernel` has timed it against
     the scan and cuDNN. TPU: off (the kernel's compiler parameters are Triton's)."""
     return _switch(setting, auto=False)
