@@ -6,6 +6,9 @@ when no sequence of the batch is padded) must give the same outputs and gradient
 bfloat16 computes the matmuls at lower precision and must stay close to float32.
 """
 
+import json
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -128,3 +131,53 @@ def test_keeping_freed_memory_changes_no_number():
     assert host_memory.keep_freed_memory(False) is False
     with pytest.raises(ValueError, match="choose auto, true or false"):
         host_memory.keep_freed_memory("sometimes")
+
+
+# ---------------------------------------------------------------- what ran: result.json's speed_paths and the fallback lines
+
+FALLBACKS = [  # a path asked for, a cell that cannot take it, words of the reason its line gives
+    ("fused_gradient", "gru", "R_h"),
+    ("kernel", "fgr", "has no blocked step"),
+]
+
+
+def fallback_lines(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "asked, but" in r.getMessage()]
+
+
+@pytest.mark.parametrize("path,cell,reason", FALLBACKS)
+def test_a_path_the_cell_cannot_take_is_recorded_as_not_run_and_logged_once_with_the_cell_and_the_reason(path, cell, reason, caplog):
+    with caplog.at_level(logging.INFO, logger="odyssey"):
+        model = model_from_config(compose_config(f"cell={cell}", f"speed.{path}=true"), Task)
+        jax.eval_shape(model.init, jax.random.key(0), jnp.ones((2, T, D)))  # building it adds no second line
+    (line,) = fallback_lines(caplog)
+    assert line.levelno == logging.WARNING  # asked for explicitly; `auto` choosing it would be INFO
+    assert f"speed.{path}" in line.getMessage() and f"cell {cell}" in line.getMessage() and reason in line.getMessage()
+    assert paths_of(model)[path] is False
+
+
+@pytest.mark.parametrize("path,cell", [("fused_gradient", "np"), ("fused_gradient", "srn"), ("kernel", "gru"), ("kernel", "cifg")])
+def test_a_path_the_cell_takes_is_recorded_as_run_with_the_hoisted_projection_it_reads(path, cell, caplog):
+    with caplog.at_level(logging.INFO, logger="odyssey"):
+        model = model_from_config(compose_config(f"cell={cell}", f"speed.{path}=true", "speed.unroll=2"), Task)
+    assert not fallback_lines(caplog)
+    ran = paths_of(model)
+    assert ran[path] is True and ran["hoist_projection"] is True
+    assert ran["unroll"] == (2 if path == "fused_gradient" else 1)  # the kernel has no scan to unroll
+
+
+def test_the_kernel_replaces_the_fused_gradient_and_says_so(caplog):
+    cfg = compose_config("cell=v", "speed.fused_gradient=true", "speed.kernel=true")
+    with caplog.at_level(logging.INFO, logger="odyssey"):
+        model = model_from_config(cfg, Task)
+    assert paths_of(model) == {"unroll": 1, "hoist_projection": True, "fused_gradient": False, "kernel": True}
+    (line,) = fallback_lines(caplog)
+    assert "speed.fused_gradient asked, but cell v runs speed.kernel" in line.getMessage()
+
+
+def test_result_json_records_the_path_that_ran_not_the_one_asked_for(tmp_path):
+    from training import train
+
+    result = train(compose_config("cell=gru", "speed.fused_gradient=true"), tmp_path)
+    assert result["speed_paths"]["fused_gradient"] is False
+    assert json.loads((tmp_path / "result.json").read_text())["speed_paths"] == result["speed_paths"]

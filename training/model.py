@@ -50,40 +50,36 @@ class SequenceModel(nn.Module):
         return nn.Dense(self.output_size, name="head")(features)
 
 
-def model_from_config(cfg, task, hidden: int | None = None, switches_as_data: bool = False) -> SequenceModel:
+def model_from_config(cfg, task, hidden: int | None = None, switches_as_data: bool = False, quiet: bool = False) -> SequenceModel:
     """The config's model; `hidden` overrides its width (a population pads narrower trials to it),
     `switches_as_data` makes a Greff variant's cell the superset of every variant (a population mixes them).
 
-    A speed path the cell cannot take is logged here, once, naming the cell, the path and why, and left out of
-    the model (the layer would fall back anyway); `paths_of` says what the model runs."""
+    The speed paths are those the config's `speed` settings choose on the run's backend (training/speed_rules.py);
+    one the cell cannot take is logged here, once, naming the cell, the path and why (a warning when the
+    setting said true, else info; `quiet`: not logged, for models built only to initialise a population's
+    trials), and left out of the model, which `paths_of` then records as not run."""
     speed = cfg.speed
     dtype = None if speed.dtype in (None, "float32") else jnp.dtype(speed.dtype)
+    backend = speed_rules.backend_of(cfg.get("platform"))
     model = SequenceModel(
         cell=cfg.cell.name, hidden=hidden or cfg.hidden, output_size=task.output_size, readout=task.readout,
         layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout, cell_keys=cell_keys(cfg.cell),
-        **speed_paths(cfg, hidden), switches_as_data=switches_as_data, dtype=dtype,
+        **speed_rules.chosen(speed, backend, cfg.cell.name, hidden or cfg.hidden), switches_as_data=switches_as_data,
+        dtype=dtype,
     )
     cell = model.make_cell()
-    explicit = {path for path in speed_rules.PATHS if speed.get(path) is True}
-    _, fallbacks = paths.taken(cell.label(), cell.declared_paths(), cell.why_not, asked(model))
-    for path, line in fallbacks.items():
-        log.log(logging.WARNING if path in explicit else logging.INFO, line)
+    ran, fallbacks = paths.taken(cell.label(), cell.declared_paths(), cell.why_not, asked(model))
+    for path, line in fallbacks.items() if not quiet else ():
+        log.log(logging.WARNING if speed.get(path) is True else logging.INFO, line)
+    if ran["kernel"] and backend != "gpu" and not quiet:
+        log.warning("speed.kernel=true on %s runs Pallas' interpreter (paths/kernel.py): the same numbers, "
+                    "but far slower than the scan; it is meant for GPUs", backend)
     return model.clone(**{path: False for path in fallbacks if path not in cell.declared_paths()})
 
 
 def cell_keys(cell_cfg) -> dict:
     """A cell's config keys but its name, as variants.make_cell takes them."""
     return {k: v for k, v in OmegaConf.to_container(cell_cfg, resolve=True).items() if k != "name"}
-
-
-def speed_paths(cfg, hidden: int | None = None) -> dict:
-    """The scan paths the config's `speed` settings choose on the run's backend (training/speed_rules.py)."""
-    backend = speed_rules.backend_of(cfg.get("platform"))
-    chosen = speed_rules.chosen(cfg.speed, backend, cfg.cell.name, hidden or cfg.hidden)
-    if chosen["kernel"] and backend != "gpu":
-        log.warning("speed.kernel=true on %s runs Pallas' interpreter (paths/kernel.py): the same numbers, "
-                    "but far slower than the scan; it is meant for GPUs", backend)
-    return chosen
 
 
 def paths_of(model: SequenceModel) -> dict:
