@@ -42,4 +42,6 @@ def main(cfg) -> float | None:
 
 
 if __name__ == "__main__":
+    if unknown := training.config.unknown_cell_choice(sys.argv[1:]):  # Hydra's error would not say how to add one
+        sys.exit(unknown)
     main()

@@ -14,12 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import compose_config
+from conftest import compose_config, registered_cells
 from training import host_memory, speed_rules
 from training.model import SequenceModel, model_from_config, paths_of
+from variants import make_cell
 
 T, D, H, B = 5, 3, 8, 4
-CELLS = ["np", "gru", "srn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("v", "cifg", "fgr"))]
+CELLS = registered_cells()  # np, gru and srn by default; every other registered cell with the slow tests
+FUSED = {"np": True, "fgr": True, "srn": True, "gru": False}  # which cells run the fused gradient; others: what they declare
 
 
 def outputs_and_grads(cell, x, lengths, readout="all", **speed):
@@ -57,10 +59,11 @@ def test_unroll_and_hoisting_give_the_same_outputs_and_gradients(cell, padded, d
     assert_same(outputs_and_grads(cell, x, lengths, kernel=True), reference, 1e-5)
 
 
-@pytest.mark.parametrize("cell,fused", [("np", True), ("fgr", True), ("srn", True), ("gru", False)])
-def test_the_fused_gradient_serves_gated_cells_and_srn_and_gru_keeps_autodiff(cell, fused, data):
+@pytest.mark.parametrize("cell", registered_cells(fast=tuple(FUSED)))
+def test_the_fused_gradient_serves_gated_cells_and_srn_and_gru_keeps_autodiff(cell, data):
     """paths.fused's hand-written VJP is really what runs (not a silent fallback), except for the GRU,
     whose reset gate comes before its second matmul."""
+    fused = FUSED.get(cell, "fused_gradient" in make_cell(cell, H).declared_paths())
     x, full, _ = data
     model = SequenceModel(cell=cell, hidden=H, output_size=2, fused_gradient=True)
     params = model.init(jax.random.key(0), x)
@@ -68,13 +71,13 @@ def test_the_fused_gradient_serves_gated_cells_and_srn_and_gru_keeps_autodiff(ce
     assert ("custom_vjp_call" in jaxpr) == fused
 
 
-@pytest.mark.parametrize("cell", ["np", "gru"])
+@pytest.mark.parametrize("cell", registered_cells(fast=("np", "gru")))
 def test_a_batch_without_padding_gives_the_same_numbers_with_or_without_lengths(cell, data):
     x, full, _ = data
     assert_same(outputs_and_grads(cell, x, full), outputs_and_grads(cell, x, None), 1e-6)
 
 
-@pytest.mark.parametrize("cell", ["v", "gru", "srn"])
+@pytest.mark.parametrize("cell", registered_cells(fast=("v", "gru", "srn")))
 def test_bfloat16_matmuls_stay_close_to_float32(cell, data):
     x, full, _ = data
     out32, grads32 = outputs_and_grads(cell, x, full)

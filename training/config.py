@@ -205,6 +205,26 @@ def check_cell(cell) -> list[str]:
     return []
 
 
+def unknown_cell_choice(argv: list[str]) -> str | None:
+    """The message for a command line's `cell=<name>` that names no conf/cell/<name>.yaml: the known cells and
+    how to add one (Hydra's own error lists the files only). None when every choice exists, or when a
+    `hydra.searchpath` override may hold it."""
+    from pathlib import Path
+
+    from variants import CELLS
+    from variants.registry import HOW_TO_ADD
+
+    if any(arg.startswith("hydra.searchpath") for arg in argv):
+        return None
+    folder = Path(__file__).resolve().parents[1] / "conf" / "cell"
+    for arg in argv:
+        if arg.startswith("cell=") and "(" not in arg:
+            for name in arg.split("=", 1)[1].split(","):
+                if not (folder / f"{name}.yaml").exists():
+                    return f"Unknown cell {name!r}; choose one of {', '.join(CELLS)} ({HOW_TO_ADD})."
+    return None
+
+
 def check_config(cfg) -> None:
     """Refuse values the types allow but training cannot use, naming what is accepted."""
     from training import host_memory, speed_rules

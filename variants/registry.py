@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import typing
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ HOW_TO_ADD = ("to add one, write a module whose cell class is decorated with @va
 class Entry:
     name: str
     build: Callable[..., nn.Module]  # (hidden, dtype=None, **the yaml's keys) -> the cell
-    reference: Callable | None = None  # NumPy, float64: (params {name: array}, carry, x) -> (carry, y)
+    reference: Callable | None = None  # NumPy one step, float64: (cell, params {name: array}, carry, x) -> (carry, y)
     parameters: Callable | None = None  # (inputs D, hidden H) -> {parameter name: shape}
     keys: tuple[str, ...] = ()  # the config keys the cell reads besides name (conf/cell/<name>.yaml)
     switches: bool = False  # Greff's gate switches (cell.switches, variants as data in populations)
@@ -55,11 +56,13 @@ CELLS = _Names()
 
 
 def register(name: str, *, reference=None, parameters=None, keys: tuple[str, ...] | None = None):
-    """Class decorator: `cell=name` builds this cell class. `reference` and `parameters`: see `Entry`;
-    `keys`: the config keys it reads (default: its initialisers, `kernel_init` and `recurrent_init`)."""
+    """Class decorator: `cell=name` builds this cell class. `reference` and `parameters`: see `Entry` (the
+    tests check the cell against them); `keys`: the config keys it reads (default: its fields but `hidden`
+    and `dtype`, e.g. kernel_init, recurrent_init and its own)."""
 
     def decorate(cls):
-        add(Entry(name, _builder(cls, name), reference, parameters, INIT_KEYS if keys is None else tuple(keys)))
+        fields = tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("hidden", "dtype", "parent", "name"))
+        add(Entry(name, _builder(cls, name), reference, parameters, fields if keys is None else tuple(keys)))
         cls.registered_name = name
         return cls
 
@@ -109,6 +112,16 @@ def make_cell(name: str, hidden: int, dtype=None, switches_as_data: bool = False
     return found.build(hidden, dtype=dtype, **keys, **extra)
 
 
+def _check_types(cls, name: str, keys: dict) -> None:
+    """A config value of the wrong plain type (a yaml without a schema: `cell.leak=abc`) is refused, naming it."""
+    hints = typing.get_type_hints(cls)
+    for key, value in keys.items():
+        want = hints.get(key)
+        ok = {float: (int, float), int: (int,), bool: (bool,), str: (str,)}.get(want)
+        if ok and (not isinstance(value, ok) or (want is not bool and isinstance(value, bool))):
+            raise ValueError(f"cell.{key}={value!r} of cell {name!r} must be a {want.__name__}")
+
+
 def initializer(name: str):
     """A Flax initialiser by name, for W (kernel_init) and R (recurrent_init) from the config."""
     if name not in INITIALIZERS:
@@ -118,6 +131,7 @@ def initializer(name: str):
 
 def _builder(cls, name: str) -> Callable:
     def build(hidden: int, dtype: Any = None, **keys):
+        _check_types(cls, name, keys)
         return cls(hidden, dtype=dtype, **keys)
 
     build.__qualname__ = f"{cls.__module__}.{cls.__qualname__}"
