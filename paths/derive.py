@@ -54,7 +54,7 @@ def recurrence(st, declared: tuple[str, ...], carry_like) -> Recurrence:
         project, step,
         linear=_linear(st, G, H) if "fused_gradient" in declared else None,
         blocked=_blocked(st, G, jax.tree.structure(carry_like)) if "kernel" in declared else None,
-        parallel=Coefficients(st.coefficients, st.log_coefficients, st.inner, G) if "parallel_scan" in declared else None,
+        parallel=Coefficients(st.coefficients, st.inner, st.blocks) if "parallel_scan" in declared else None,
     )
 
 
@@ -130,9 +130,13 @@ def check(name: str, st, declared: tuple[str, ...], carry_like) -> None:
         elif not _zero_stays_zero(st, H, carry_like):
             problems.append("declares kernel, but a unit whose inputs, state and weights are zero does not stay zero "
                             "(the kernel pads the units to a power of two)")
-    if "parallel_scan" in declared and st.coefficients is None:
-        problems.append("declares parallel_scan, but its statement gives no coefficients (a, b) of "
-                        "h_t = a ⊙ h_{t-1} + b")
+    if "parallel_scan" in declared:
+        if st.coefficients is None:
+            problems.append("declares parallel_scan, but its statement gives no coefficients (a, b) of "
+                            "h_t = a ⊙ h_{t-1} + b")
+        elif not _coefficients_agree(st, H, carry_like):
+            problems.append("declares parallel_scan, but its update is not a ⊙ h_{t-1} + b (with y_t = h_t) for "
+                            "the coefficients it gives, or its carry is not one array h")
     if problems:
         raise ValueError(f"Cell {name!r} " + "; ".join(problems) + ". See docs/cells.md.")
 
@@ -148,6 +152,19 @@ def _update_multiplies(st, H: int, carry_like) -> bool:
     inner, pre, carry = _probe(st, H, carry_like)
     jaxpr = jax.make_jaxpr(st.update)(inner, pre, carry)
     return "dot_general" in str(jaxpr)
+
+
+def _coefficients_agree(st, H: int, carry_like) -> bool:
+    """The update and the coefficients say the same, on random numbers (outside any trace)."""
+    if not isinstance(carry_like, (jax.Array, np.ndarray)):
+        return False
+    rng = np.random.default_rng(0)
+    draw = lambda a: rng.normal(size=np.shape(a)).astype(np.float32)
+    inner, pre, h = jax.tree.map(draw, st.inner), {a: draw(np.zeros((2, H))) for a in st.blocks}, draw(np.zeros((2, H)))
+    with jax.ensure_compile_time_eval():
+        new, y = st.update(inner, pre, h)
+        a, b = st.coefficients(inner, pre)
+        return bool(np.allclose(new, a * h + b, rtol=1e-5, atol=1e-6) and np.allclose(y, new))
 
 
 def _zero_stays_zero(st, H: int, carry_like) -> bool:

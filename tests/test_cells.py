@@ -212,8 +212,9 @@ def test_each_named_variant_is_one_switch_away_from_vanilla():
         assert differ == [switch], name
 
 
-def test_cells_registry_holds_greffs_nine_variants_gru_and_srn():
-    assert set(CELLS) >= {"v", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr", "gru", "srn"}
+def test_cells_registry_holds_greffs_nine_variants_gru_srn_the_muts_and_the_minimal_rnns():
+    assert set(CELLS) >= {"v", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr", "gru", "srn",
+                          "mut1", "mut2", "mut3", "mingru", "minlstm"}
 
 
 def conflicts(switches: dict) -> list[tuple[str, ...]]:
@@ -442,6 +443,22 @@ def expected_params(name) -> dict:
 @pytest.mark.parametrize("name", CELLS)
 def test_parameter_tree_names_and_shapes(name):
     assert param_shapes(make_cell(name, H)) == expected_params(name)
+
+
+def test_the_readme_parameter_table_lists_every_registered_cell_with_its_count():
+    """README's table (28 inputs, 128 units) names every cell once, with the count its parameter tree has."""
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\|(.*)\|\s*$", text.split("**Cells**", 1)[1].split("\n\n", 2)[1], re.M)
+    table = {}
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")]
+        for names, count in zip(cells[0::3], cells[1::3]):
+            for name in re.findall(r"`(\w+)`", names):
+                table[name] = int(count.replace(",", ""))
+    counts = {name: sum(int(np.prod(s)) for s in param_shapes(make_cell(name, 128), inputs=28).values()) for name in CELLS}
+    assert table == counts
 
 
 def test_fgr_has_nine_more_hxh_matrices_than_v():

@@ -68,7 +68,8 @@ def test_result_json_records_a_completed_run(srn_run):
     assert result["platform"] == "cpu" and result["device_kind"] and result["device_count"] >= 1
     assert result["config"]["cell"]["name"] == "srn" and result["config"]["hidden"] == 8
     assert result["config"]["optimizer"]["name"] == "adam" and result["config"]["lr"] == 1e-3
-    assert result["speed_paths"] == {"unroll": 2, "hoist_projection": False, "fused_gradient": False, "kernel": False}  # auto's srn on CPU
+    assert result["speed_paths"] == {"unroll": 2, "hoist_projection": False, "fused_gradient": False, "kernel": False,
+                                     "parallel_scan": False}  # auto's srn on CPU
 
 
 def test_num_params_counts_the_recurrent_layer_and_the_head(srn_run):

@@ -30,6 +30,7 @@ class SpeedSchema:
     hoist_projection: Any = MISSING  # true | false | auto
     fused_gradient: Any = MISSING  # true | false | auto
     kernel: Any = MISSING  # true | false | auto
+    parallel_scan: Any = MISSING  # true | false | auto
     dtype: str = MISSING
     cpu_devices: Any = MISSING  # auto | int >= 1
     keep_freed_memory: Any = MISSING  # auto | true | false

@@ -36,7 +36,8 @@ RESUMABLE_CHANGES = ("epochs", "wandb", "data_dir", "download", "platform", "stu
 # speed paths that give the same numbers (tests/test_speed_settings.py, tests/test_devices.py): a run may
 # resume, or count as done, under another of them, and a record written before one of them existed is
 # still the same run; speed.dtype changes the numbers and is not here
-SAME_NUMBERS = ("speed.unroll", "speed.hoist_projection", "speed.fused_gradient", "speed.kernel", "speed.cpu_devices", "speed.keep_freed_memory")
+SAME_NUMBERS = ("speed.unroll", "speed.hoist_projection", "speed.fused_gradient", "speed.kernel", "speed.parallel_scan",
+                "speed.cpu_devices", "speed.keep_freed_memory")
 
 
 def run_identity(config: dict) -> dict:

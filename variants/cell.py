@@ -56,8 +56,7 @@ class Statement(NamedTuple):
     update: Callable  # (inner, pre: {block: [..., H]}, carry) -> (carry, y)
     inner: Any = ()  # what `update` reads besides pre and carry, a pytree of arrays
     dtype: Any = None  # matmul dtype (paths.ops.matmul)
-    coefficients: Callable | None = None  # (inner, pre) -> (a, b) with h_t = a ⊙ h_{t-1} + b (parallel scan)
-    log_coefficients: Callable | None = None  # (inner, pre) -> (log a, log b), b > 0: the scan in log space
+    coefficients: Callable | None = None  # (inner, pre) -> (a, b) with h_t = a ⊙ h_{t-1} + b and y_t = h_t (parallel scan)
 
 
 def _keyword(default):
