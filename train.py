@@ -46,6 +46,8 @@ def main(cfg) -> float | None:
 
 
 if __name__ == "__main__":
+    if unknown := training.config.unknown_cell_choice(sys.argv[1:]):  # Hydra's error would not say how to add one
+        sys.exit(unknown)
     # before Hydra composes (and so before anything is written): unknown keys, however added (`+hiden=64`
     # composes), and unknown cell/task/optimizer/launch names, in one line naming the closest known one
     problems = check_command_line(sys.argv[1:])

@@ -10,7 +10,7 @@ runs this):
      recurrence must do) and as one [28·B, H] matmul (what a hoisted projection or a weight gradient
      after the loop does), and the weight gradient Σ_t y_tᵀ·d_t accumulated in a scan or as one matmul;
   2. the gradient of `np` on row MNIST (T=28, D=28) with the projection inside the step (the CPU
-     default), hoisted before the scan, and with variants/fused.py's hand-written gradient.
+     default), hoisted before the scan, and with paths/fused.py's hand-written gradient.
 Median of `--rounds` interleaved rounds of `--reps` calls.
 """
 

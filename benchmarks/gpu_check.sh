@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU check, run on a lent GPU machine from the repository root:
-#   bash benchmarks/gpu_check.sh [section ...]     sections: train tests population greff devices throughput scan kernel tutorial strings
+#   bash benchmarks/gpu_check.sh [section ...]     sections: train tests population greff devices throughput scan kernel parallel tutorial strings
 #   (default: train tests population greff throughput scan kernel; OUT=<folder> for logs; data in .gpu_data/{mnist,fsdd})
 # It installs the pure-Python pieces the GPU image lacks from carried wheels (.whl/) first.
 set -u
@@ -29,11 +29,13 @@ run() { timeout 200 python3 train.py data_dir=.gpu_data wandb.mode=disabled "$@"
     timeout 240 python3 -m pytest tests/test_devices.py -q -p no:cacheprovider 2>&1 | tail -4 ;;
   throughput) echo "== throughput against cuDNN"
     timeout 150 python3 -m benchmarks.throughput --shapes row pixel row512 --rounds 3 --no-flax ;;
-  scan) echo "== long sequences: scan unroll x hand-written gradient (variants/fused.py) against cuDNN (issue 17)"
+  scan) echo "== long sequences: scan unroll x hand-written gradient (paths/fused.py) against cuDNN (issue 17)"
     timeout 300 python3 -m benchmarks.throughput --cells np v --shapes pixel row --unroll 1 8 32 --fused-gradient false true --rounds 3 --no-flax ;;
-  kernel) echo "== the Pallas time loop (variants/kernel.py, speed.kernel) compiled by Triton: equal to the scan, then against the scan and cuDNN (issue 17)"
+  kernel) echo "== the Pallas time loop (paths/kernel.py, speed.kernel) compiled by Triton: equal to the scan, then against the scan and cuDNN (issue 17)"
     timeout 240 python3 -m pytest tests/test_kernel.py -q -p no:cacheprovider 2>&1 | tail -4
     timeout 300 python3 -m benchmarks.throughput --cells np v cifg gru --shapes pixel row --kernel false true --rounds 3 --no-flax ;;
+  parallel) echo "== minGRU and minLSTM: the parallel scan (paths/parallel.py, speed.parallel_scan) against the sequential scan"
+    timeout 300 python3 -m benchmarks.throughput --cells mingru minlstm --shapes pixel row --parallel-scan false true --rounds 3 --no-flax --no-torch ;;
   tutorial) for c in srn np gru; do echo "== tutorial: $c, 20 epochs"
     run cell=$c epochs=20 hydra.run.dir="$OUT/tutorial_$c" | grep -E "epoch (1|20) "; done ;;
   strings) echo "== fsdd_strings (CTC), v, 10 epochs"

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import platform
 import statistics
@@ -141,15 +142,21 @@ def steps_loop(model, tx, T, D, B) -> tuple[Callable[[int], None], float]:
     return run, compile_s
 
 
-def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype, fused, label, kernel=False) -> Entry:
+def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype, fused, label, kernel=False, parallel="auto") -> Entry:
     """Odyssey's real training step, its batch split over the devices as train.py splits it; "auto" settings
     resolve as train.py resolves them (training/speed_rules.py)."""
-    speed = SimpleNamespace(unroll=unroll, hoist_projection=hoist, fused_gradient=fused, kernel=kernel)
+    speed = SimpleNamespace(unroll=unroll, hoist_projection=hoist, fused_gradient=fused, kernel=kernel, parallel_scan=parallel)
     model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
                           **speed_rules.chosen(speed, jax.default_backend(), cell, H),
                           dtype=None if dtype == "float32" else jnp.dtype(dtype))
     run, compile_s = steps_loop(model, make_optimizer(Adam, 1e-3), T, D, B)
-    return Entry(label, run, compile_s, train_flops_per_seq(cell, T, D, H), [])
+    return Entry(label, run, compile_s, odyssey_flops_per_seq(model.make_cell(), T, D), [])
+
+
+def odyssey_flops_per_seq(cell, T: int, D: int) -> float:
+    """Matmul FLOPs of forward + backward for one sequence: 3 × 2 × every weight matrix's size, per step."""
+    shapes = jax.eval_shape(cell.init, jax.random.key(0), cell.initialize_carry((1,)), jnp.zeros((1, D)))
+    return 3.0 * 2 * sum(p.size for p in jax.tree.leaves(shapes) if p.ndim == 2) * T
 
 
 class FlaxPeer(nn.Module):
@@ -246,12 +253,12 @@ def bench_shape(shape, cells, args, tdev, peak) -> list[str]:
     entries: dict[str, Entry] = {}
     for cell in cells:
         for unroll in args.unroll:
-            for fused in args.fused_gradient:
-                for kernel in args.kernel:
-                    label = (f"odyssey {cell}" + (f" unroll={unroll}" if len(args.unroll) > 1 else "")
-                             + (f" fused={fused}" if len(args.fused_gradient) > 1 else "")
-                             + (f" kernel={kernel}" if len(args.kernel) > 1 else ""))
-                    entries[label] = odyssey_entry(cell, T, D, H, B, unroll, args.hoist, args.dtype, fused, label, kernel)
+            for fused, kernel, parallel in itertools.product(args.fused_gradient, args.kernel, args.parallel_scan):
+                label = (f"odyssey {cell}" + (f" unroll={unroll}" if len(args.unroll) > 1 else "")
+                         + (f" fused={fused}" if len(args.fused_gradient) > 1 else "")
+                         + (f" kernel={kernel}" if len(args.kernel) > 1 else "")
+                         + (f" parallel={parallel}" if len(args.parallel_scan) > 1 else ""))
+                entries[label] = odyssey_entry(cell, T, D, H, B, unroll, args.hoist, args.dtype, fused, label, kernel, parallel)
     peers = sorted({PEER.get(c, "lstm") for c in cells})
     for kind in peers:
         if not args.no_flax:
@@ -301,9 +308,11 @@ def parser() -> argparse.ArgumentParser:
                    "default, training/speed_rules.py) or a whole number; several values time each cell with each")
     p.add_argument("--hoist", default="auto", help="speed.hoist_projection: true, false or auto")
     p.add_argument("--fused-gradient", nargs="+", default=["auto"], choices=["auto", "true", "false"],
-                   help="speed.fused_gradient (variants/fused.py); several values time each cell with each")
+                   help="speed.fused_gradient (paths/fused.py); several values time each cell with each")
+    p.add_argument("--parallel-scan", nargs="+", default=["auto"], choices=["auto", "true", "false"],
+                   help="speed.parallel_scan (paths/parallel.py, for minGRU and minLSTM); several values time each")
     p.add_argument("--kernel", nargs="+", default=["auto"], choices=["auto", "true", "false"],
-                   help="speed.kernel (variants/kernel.py, the time loop in one Pallas kernel: for GPUs; off GPU it "
+                   help="speed.kernel (paths/kernel.py, the time loop in one Pallas kernel: for GPUs; off GPU it "
                         "runs in Pallas' interpreter); several values time each cell with each")
     p.add_argument("--dtype", default="float32", help="speed.dtype, e.g. bfloat16")
     p.add_argument("--cpu-devices", default="auto", help="speed.cpu_devices: XLA CPU devices a batch is split over "
@@ -323,6 +332,7 @@ def main(argv=None):
     args.hoist = args.hoist if args.hoist == "auto" else args.hoist.lower() in ("1", "true", "yes")
     args.fused_gradient = [SETTING[v] for v in args.fused_gradient]
     args.kernel = [SETTING[v] for v in args.kernel]
+    args.parallel_scan = [SETTING[v] for v in args.parallel_scan]
 
     cpu_devices = configure_cpu_devices(args.cpu_devices)  # before JAX starts
     keep_freed_memory("auto")  # train.py's default (speed.keep_freed_memory); the peers share the process

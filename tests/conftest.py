@@ -65,6 +65,21 @@ def tiny_config():
     return compose_config
 
 
+def registered_cells(fast=("np", "gru", "srn"), where=None) -> list:
+    """Every registered cell (variants.CELLS, so a new cell is tested without a line here), as pytest
+    parameters: those in `fast` run by default, the others with the slow tests; `where(cell)`: only the
+    cells it accepts (a cell built with 8 units), e.g. those that declare a speed path."""
+    from variants import CELLS, make_cell
+
+    chosen = [name for name in CELLS if where is None or where(make_cell(name, 8))]
+    return [name if name in fast else pytest.param(name, marks=pytest.mark.slow) for name in chosen]
+
+
+def declares(path: str):
+    """A `where` for registered_cells: the cells that declare the optional speed path `path`."""
+    return lambda cell: path in cell.declared_paths()
+
+
 def shared_data(sub: str) -> Path:
     """A real data set folder, or skip the test where ../shared/data is not present."""
     path = SHARED_DATA / sub

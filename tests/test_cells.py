@@ -13,19 +13,22 @@ DESIGN.md written independently of `variants/` (float64, from the same float32 p
 
 with FGR adding Σ_s R_{a_s} s_{t-1} to gate a's pre-activation (s over the gates of step t-1 that have
 parameters of their own), GRU in the reset-before form and SRN y_t = tanh(W x_t + R y_{t-1} + b).
+Any other registered cell is checked against the NumPy reference and parameter tree its module declares
+(`@register(name, reference=..., parameters=...)`, docs/cells.md), so it needs no line here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from variants import CELLS, RNN, VARIANTS, GatedCell, GateSpec, GRUCell, SimpleCell, make_cell
+from variants import CELLS, RNN, VARIANTS, GatedCell, GateSpec, GRUCell, SimpleCell, entry, make_cell
 
 D, H, B, T = 3, 4, 3, 5  # inputs, units, batch, time steps: tiny, and W [D, H] differs from R [H, H]
 SWITCHES = tuple(f.name for f in dataclasses.fields(GateSpec))
@@ -107,7 +110,8 @@ def srn_step(P, y_prev, x):
 
 
 def reference_step(name, P, carry, x, spec=None, **kwargs):
-    """The reference for the cell `name` (or, for a gated cell, any `spec`), in float64."""
+    """The reference for the cell `name` (or, for a gated cell, any `spec`), in float64: the transcriptions
+    above for Greff's cells, GRU and SRN, else the one the cell's module registers."""
     P = {k: np.asarray(v, np.float64) for k, v in P.items()}
     carry = jax.tree.map(lambda a: np.asarray(a, np.float64), carry)
     x = np.asarray(x, np.float64)
@@ -115,7 +119,11 @@ def reference_step(name, P, carry, x, spec=None, **kwargs):
         return gru_step(P, carry, x)
     if name == "srn":
         return srn_step(P, carry, x)
-    return lstm_step(P, spec or VARIANTS[name], tuple(carry), x, **kwargs)
+    if spec is not None or name in VARIANTS:
+        return lstm_step(P, spec or VARIANTS[name], tuple(carry), x, **kwargs)
+    own = entry(name).reference
+    assert own is not None, f"cell {name!r} registers no NumPy reference: @register({name!r}, reference=...) (docs/cells.md)"
+    return own(make_cell(name, H), P, carry, x)
 
 
 def reference_sequence(name, P, xs, carry, **kwargs):
@@ -204,8 +212,9 @@ def test_each_named_variant_is_one_switch_away_from_vanilla():
         assert differ == [switch], name
 
 
-def test_cells_registry_is_the_nine_variants_gru_and_srn():
-    assert CELLS == tuple(VARIANTS) + ("gru", "srn")
+def test_cells_registry_holds_greffs_nine_variants_gru_srn_the_muts_and_the_minimal_rnns():
+    assert set(CELLS) >= {"v", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr", "gru", "srn",
+                          "mut1", "mut2", "mut3", "mingru", "minlstm"}
 
 
 def conflicts(switches: dict) -> list[tuple[str, ...]]:
@@ -422,9 +431,34 @@ EXPECTED_PARAMS = {
 }
 
 
+def expected_params(name) -> dict:
+    """The tree above for the eleven cells it lists, else the one the cell's module registers."""
+    if name in EXPECTED_PARAMS:
+        return EXPECTED_PARAMS[name]
+    own = entry(name).parameters
+    assert own is not None, f"cell {name!r} registers no parameter tree: @register({name!r}, parameters=...) (docs/cells.md)"
+    return own(D, H)
+
+
 @pytest.mark.parametrize("name", CELLS)
 def test_parameter_tree_names_and_shapes(name):
-    assert param_shapes(make_cell(name, H)) == EXPECTED_PARAMS[name]
+    assert param_shapes(make_cell(name, H)) == expected_params(name)
+
+
+def test_the_readme_parameter_table_lists_every_registered_cell_with_its_count():
+    """README's table (28 inputs, 128 units) names every cell once, with the count its parameter tree has."""
+    from conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\|(.*)\|\s*$", text.split("**Cells**", 1)[1].split("\n\n", 2)[1], re.M)
+    table = {}
+    for row in rows:
+        cells = [c.strip() for c in row.split("|")]
+        for names, count in zip(cells[0::3], cells[1::3]):
+            for name in re.findall(r"`(\w+)`", names):
+                table[name] = int(count.replace(",", ""))
+    counts = {name: sum(int(np.prod(s)) for s in param_shapes(make_cell(name, 128), inputs=28).values()) for name in CELLS}
+    assert table == counts
 
 
 def test_fgr_has_nine_more_hxh_matrices_than_v():
@@ -451,7 +485,7 @@ def test_switches_combine_variants_np_plus_coupled_is_np_cifg():
 
 
 def test_make_cell_refuses_unknown_names_and_switches_with_the_choices():
-    with pytest.raises(ValueError, match=r"Unknown cell 'lstm'.*\bv\b.*\bgru\b.*\bsrn\b"):
+    with pytest.raises(ValueError, match=r"Unknown cell 'lstm'.*\bv\b.*\bgru\b.*\bsrn\b.*to add one.*docs/cells.md"):
         make_cell("lstm", 8)
     with pytest.raises(ValueError, match=r"'gru' has no gate switches"):
         make_cell("gru", 8, switches={"coupled": True})
@@ -482,6 +516,31 @@ def test_initialisers_are_configurable_by_name_and_default_to_orthogonal_recurre
     assert not np.allclose(R2.T @ R2, np.eye(8), atol=1e-2)
     with pytest.raises(ValueError, match="Unknown initialiser 'zeros'; choose one of glorot_uniform"):
         make_cell("v", 8, kernel_init="zeros")
+
+
+# ---------------------------------------------------------------- declared speed paths (paths/derive.py: check)
+
+class GRUDeclaringTheFusedGradient(GRUCell):  # its update multiplies by R_h: nothing to gather after the loop
+    paths = ("fused_gradient", "kernel")
+
+
+class FGRDeclaringTheKernel(GatedCell):  # its carry holds its gates side by side, [B, 3H]
+    def declared_paths(self):
+        return ("fused_gradient", "kernel")
+
+
+class SRNDeclaringTheParallelScan(SimpleCell):  # tanh(W x + R y + b) is no linear recurrence: no coefficients
+    paths = ("parallel_scan",)
+
+
+@pytest.mark.parametrize("cell, words", [
+    (GRUDeclaringTheFusedGradient(H), "'gru' declares fused_gradient, but its update multiplies by a matrix"),
+    (FGRDeclaringTheKernel(H, VARIANTS["fgr"]), "'fgr' declares kernel, but its carry holds arrays of shape"),
+    (SRNDeclaringTheParallelScan(H), "declares parallel_scan, but its statement gives no coefficients"),
+], ids=["fused_gradient", "kernel", "parallel_scan"])
+def test_a_cell_declaring_a_path_its_statement_cannot_honour_is_refused_when_the_model_is_built(cell, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        RNN(cell).init(jax.random.key(0), random_inputs())
 
 
 # ---------------------------------------------------------------- variants as data (variants.SwitchedCell)

@@ -41,6 +41,13 @@ def test_a_run_is_quiet_and_ends_with_one_summary_line(tmp_path):
     assert list((tmp_path / "wandb").glob("offline-run-*"))  # quiet, but written
 
 
+def test_an_unknown_cell_on_the_command_line_lists_the_known_cells_and_says_how_to_add_one(tmp_path):
+    proc = train_py("cell=lstm", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Unknown cell 'lstm'; choose one of v, nig, nfg" in proc.stderr and "docs/cells.md" in proc.stderr
+    assert not (tmp_path / "result.json").exists()
+
+
 def test_orbaxs_routine_wait_for_the_previous_save_is_dropped_unless_verbose(caplog):
     """On a busy machine Orbax warns when an epoch's checkpoint waits for the last one: routine, since every
     epoch saves; other absl warnings still show (this one broke the quiet run above under load)."""

@@ -1,4 +1,4 @@
-"""variants/kernel.py: the whole time loop in one Pallas kernel computes what the scan computes.
+"""paths/kernel.py: the whole time loop in one Pallas kernel computes what the scan computes.
 
 On CPU the kernel runs in Pallas' interpreter, the same program a GPU compiles with Triton; on a GPU
 (benchmarks/gpu_check.sh kernel) these tests run the compiled kernel. Whether Triton accepts the program
@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import declares, registered_cells
 from training.model import SequenceModel
 from variants import make_cell
-from variants.kernel import kernel_scan, kernel_width
+from paths.kernel import kernel_scan, kernel_width
 
 T, D, H = 6, 3, 8
 
@@ -53,7 +54,7 @@ def assert_same(a, b, tol=1e-5):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("name", ["srn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("np", "gru", "v", "cifg", "nig", "noaf"))])
+@pytest.mark.parametrize("name", registered_cells(fast=("srn",), where=declares("kernel")))
 def test_the_kernel_gives_the_scans_values_and_gradients_over_several_programs_and_padded_sequences(name):
     """37 sequences of lengths 1-6 in programs of 16 rows (Triton's smallest): three programs, 11 padded rows."""
     B = 37
@@ -63,8 +64,7 @@ def test_the_kernel_gives_the_scans_values_and_gradients_over_several_programs_a
     assert_same(scan_or_kernel(cell, params, xs, mask, kernel=True), scan_or_kernel(cell, params, xs, mask, kernel=False))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["np", "gru"])
+@pytest.mark.parametrize("name", registered_cells(fast=(), where=declares("kernel")))
 def test_a_width_triton_cannot_take_runs_zero_padded_to_one_it_can_with_the_same_numbers(name):
     """20 units (Greff's search draws 20-200) run as 32: the padded units stay zero and change nothing."""
     assert [kernel_width(h) for h in (8, 16, 20, 128, 200)] == [16, 16, 32, 128, 256]
@@ -86,8 +86,12 @@ def test_how_many_rows_a_program_takes_changes_no_number():
     assert_same(one_program, three_programs)
 
 
-@pytest.mark.parametrize("name,runs_kernel", [("np", True), ("cifg", True), ("gru", True), ("srn", True), ("fgr", False)])
-def test_the_kernel_really_runs_and_fgr_falls_back_to_the_scan_with_a_log_line(name, runs_kernel, caplog):
+KERNEL = {"np": True, "cifg": True, "gru": True, "srn": True, "fgr": False}  # which cells run it; others: what they declare
+
+
+@pytest.mark.parametrize("name", registered_cells(fast=tuple(KERNEL)))
+def test_the_kernel_really_runs_and_fgr_falls_back_to_the_scan_with_a_log_line(name, caplog):
+    runs_kernel = KERNEL.get(name, "kernel" in make_cell(name, H).declared_paths())
     x = jnp.ones((2, T, D))
     model = SequenceModel(cell=name, hidden=H, output_size=2, kernel=True)
     params = model.init(jax.random.key(0), x)
@@ -97,7 +101,7 @@ def test_the_kernel_really_runs_and_fgr_falls_back_to_the_scan_with_a_log_line(n
     assert ("has no blocked step" in caplog.text) == (not runs_kernel)
 
 
-@pytest.mark.parametrize("name", ["srn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("np", "v", "cifg", "gru"))])
+@pytest.mark.parametrize("name", registered_cells(fast=("srn",), where=declares("kernel")))
 def test_the_kernel_lowers_to_triton_for_a_gpu_at_pixel_mnists_shape(name):
     """Lowered for CUDA on this machine (jax.export): every op of both kernels has a Triton lowering and
     every loaded tensor has a power-of-two size, at T=784, B=128, H=128 with padded sequences."""

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import registered_cells
 from test_cells import B, D, H, T, assert_close, flat, random_carry, random_params, run_steps
 from variants import RNN, RecurrentStack, last_outputs, make_cell, reverse_sequences
 
@@ -66,7 +67,7 @@ def row(carry, b):
 
 @pytest.mark.parametrize("unroll", [1, T])
 @pytest.mark.parametrize("hoist_projection", [False, True])
-@pytest.mark.parametrize("name", ["fgr", "gru"])
+@pytest.mark.parametrize("name", registered_cells(fast=("fgr", "gru")))
 def test_the_scanned_layer_equals_the_cell_in_a_python_loop(name, hoist_projection, unroll):
     """From a non-zero initial carry; fgr has the richest carry (c, y, previous gates), gru two matmuls."""
     cell = make_cell(name, H)
@@ -81,7 +82,7 @@ def test_the_scanned_layer_equals_the_cell_in_a_python_loop(name, hoist_projecti
 # Variable lengths and reverse
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["fgr", "gru"])
+@pytest.mark.parametrize("name", registered_cells(fast=("fgr", "gru")))
 def test_lengths_freeze_the_state_after_the_end_and_zero_the_padded_outputs(name):
     cell = make_cell(name, H)
     P, x = random_params(cell), inputs(lengths=LENGTHS)
@@ -102,7 +103,7 @@ def test_lengths_that_are_all_full_change_nothing():
     assert_close(flat(carry), flat(no_lengths_carry))
 
 
-@pytest.mark.parametrize("name", ["fgr", "gru"])
+@pytest.mark.parametrize("name", registered_cells(fast=("fgr", "gru")))
 def test_reverse_reads_each_sequence_backwards_from_its_own_last_step(name):
     cell = make_cell(name, H)
     P, x = random_params(cell), inputs(lengths=LENGTHS)

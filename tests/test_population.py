@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose_config
+from conftest import ROOT, compose_config, registered_cells
 from training import train
 from training.population import group_by_shape, train_population
 from training.records import RunRecord
@@ -88,7 +88,7 @@ MIXED = [("8", "1e-2", "0.1", "0.0", "0"), ("13", "3e-2", "0.5", "0.3", "1"), ("
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cell", ["v", "fgr", "gru"])
+@pytest.mark.parametrize("cell", registered_cells(fast=("v", "fgr", "gru")))
 def test_a_population_of_mixed_widths_equals_lone_runs(tmp_path, cell):
     """Hidden sizes 8, 13 and 32 in one program, each with its own lr, momentum, noise and seed."""
     cfgs = [compose_config(f"cell={cell}", f"hidden={h}", f"lr={lr}", "optimizer=sgd", f"optimizer.one_minus_momentum={m}",

@@ -90,10 +90,9 @@ def test_every_value_a_grid_preset_sweeps_is_a_valid_config():
 
 @pytest.mark.slow
 def test_the_tutorial_preset_is_the_tutorials_comparison_for_all_eleven_cells_and_three_seeds():
-    from variants import CELLS
-
     jobs = [as_dict(t) for t in trials("tutorial")]
-    assert sorted({(j["cell"], j["seed"]) for j in jobs}) == sorted((c, s) for c in CELLS for s in ("0", "1", "2"))
+    cells = ["v", "nig", "nfg", "nog", "niaf", "noaf", "np", "cifg", "fgr", "gru", "srn"]  # the tutorial's eleven
+    assert sorted({(j["cell"], j["seed"]) for j in jobs}) == sorted((c, s) for c in cells for s in ("0", "1", "2"))
     cfg = compose_preset("tutorial")
     assert (cfg.task.name, cfg.task.layout, cfg.epochs, cfg.hidden, cfg.lr, cfg.optimizer.name) == \
         ("mnist", "rows", 20, 128, 1e-3, "adam")

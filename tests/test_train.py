@@ -68,7 +68,8 @@ def test_result_json_records_a_completed_run(srn_run):
     assert result["platform"] == "cpu" and result["device_kind"] and result["device_count"] >= 1
     assert result["config"]["cell"]["name"] == "srn" and result["config"]["hidden"] == 8
     assert result["config"]["optimizer"]["name"] == "adam" and result["config"]["lr"] == 1e-3
-    assert result["speed_paths"] == {"unroll": 2, "hoist_projection": False, "fused_gradient": False, "kernel": False}  # auto's srn on CPU
+    assert result["speed_paths"] == {"unroll": 2, "hoist_projection": False, "fused_gradient": False, "kernel": False,
+                                     "parallel_scan": False}  # auto's srn on CPU
 
 
 def test_num_params_counts_the_recurrent_layer_and_the_head(srn_run):
@@ -116,6 +117,19 @@ def test_a_record_from_before_a_config_key_existed_or_under_another_speed_path_i
     assert snapshot(old_dir) == before
     with pytest.raises(ValueError, match=r"changed: speed.dtype float32 -> bfloat16"):  # bfloat16 changes the numbers
         train(compose_config("cell=srn", "epochs=3", "speed.dtype=bfloat16"), old_dir)
+
+
+def test_a_record_with_cell_keys_the_cell_does_not_read_is_still_this_run(srn_run, tmp_path):
+    """conf/cell/srn.yaml once listed forget_bias and switches, which the SRN never read."""
+    cfg, run_dir, result = srn_run
+    old_dir = tmp_path / "old"
+    shutil.copytree(run_dir, old_dir)
+    old = json.loads((old_dir / "result.json").read_text())
+    old["config"]["cell"] |= {"forget_bias": 1.0, "switches": {}}
+    (old_dir / "result.json").write_text(json.dumps(old))
+    before = snapshot(old_dir)
+    assert train(compose_config("cell=srn", "epochs=3"), old_dir)["status"] == "completed"
+    assert snapshot(old_dir) == before
 
 
 def test_resuming_into_a_directory_of_another_config_is_refused_and_changes_nothing(srn_run):

@@ -40,6 +40,7 @@ class SpeedSchema:
     hoist_projection: Any = MISSING  # true | false | auto
     fused_gradient: Any = MISSING  # true | false | auto
     kernel: Any = MISSING  # true | false | auto
+    parallel_scan: Any = MISSING  # true | false | auto
     dtype: str = MISSING
     cpu_devices: Any = MISSING  # auto | int >= 1
     keep_freed_memory: Any = MISSING  # auto | true | false
@@ -60,7 +61,7 @@ class SwitchesSchema:
 
 
 @dataclass
-class CellSchema:  # conf/cell/*.yaml
+class GatedCellSchema:  # conf/cell/<Greff variant>.yaml; other cells' keys are checked against the cell (check_config)
     name: str = MISSING
     switches: SwitchesSchema = field(default_factory=SwitchesSchema)
     forget_bias: float = MISSING
@@ -143,7 +144,7 @@ TASK_SCHEMAS = {"mnist_schema": MNISTSchema, "adding_schema": AddingSchema, "mus
 
 @dataclass
 class Schema:
-    cell: CellSchema = field(default_factory=CellSchema)
+    cell: Any = MISSING  # conf/cell/<name>.yaml: only the keys that cell reads
     task: Any = MISSING
     optimizer: OptimizerSchema = field(default_factory=OptimizerSchema)
     lr: float = MISSING
@@ -170,6 +171,7 @@ class Schema:
 
 
 ConfigStore.instance().store(name="odyssey_schema", node=Schema)
+ConfigStore.instance().store(group="cell", name="gated_schema", node=GatedCellSchema)
 for _name, _node in TASK_SCHEMAS.items():
     ConfigStore.instance().store(group="task", name=_name, node=_node)
 
@@ -324,19 +326,55 @@ def check_command_line(argv: list[str]) -> list[str]:
 SMALLEST_LR = float(np.finfo(np.float32).tiny)
 
 
+def check_cell(cell) -> list[str]:
+    """What is wrong with a config's cell: an unknown name (with the known ones and how to add one), a key the
+    cell does not read, an unknown initialiser."""
+    from variants import CELLS, INITIALIZERS, make_cell
+    from variants.registry import HOW_TO_ADD, INIT_KEYS
+
+    problems = [f"cell.{key}={cell[key]!r} is not an initialiser; choose one of {', '.join(INITIALIZERS)}"
+                for key in INIT_KEYS if key in cell and cell[key] not in INITIALIZERS]
+    if problems:
+        return problems
+    from training.model import cell_keys
+
+    try:
+        make_cell(cell.name, 1, **cell_keys(cell))
+    except ValueError as e:
+        if f"Unknown cell {cell.name!r}" in str(e):
+            return [f"cell={cell.name!r} is not a cell; choose one of {', '.join(CELLS)} ({HOW_TO_ADD})"]
+        return [str(e).rstrip(".")]
+    return []
+
+
+def unknown_cell_choice(argv: list[str]) -> str | None:
+    """The message for a command line's `cell=<name>` that names no conf/cell/<name>.yaml: the known cells and
+    how to add one (Hydra's own error lists the files only). None when every choice exists, or when a
+    `hydra.searchpath` override may hold it."""
+    from pathlib import Path
+
+    from variants import CELLS
+    from variants.registry import HOW_TO_ADD
+
+    if any(arg.startswith("hydra.searchpath") for arg in argv):
+        return None
+    folder = Path(__file__).resolve().parents[1] / "conf" / "cell"
+    for arg in argv:
+        if arg.startswith("cell=") and "(" not in arg:
+            for name in arg.split("=", 1)[1].split(","):
+                if not (folder / f"{name}.yaml").exists():
+                    return f"Unknown cell {name!r}; choose one of {', '.join(CELLS)} ({HOW_TO_ADD})."
+    return None
+
+
 def check_config(cfg) -> None:
     """Refuse values the types allow but training cannot use, naming what is accepted."""
     from training import host_memory, speed_rules
     from training.devices import cpu_device_count
     from training.tracking import MODES
-    from variants import CELLS, INITIALIZERS
+    from variants import CELLS, INITIALIZERS  # noqa: F401
 
-    problems = unknown_keys(cfg)
-    if cfg.cell.name not in CELLS:
-        problems.append(f"cell={cfg.cell.name!r} is not a cell; choose one of {', '.join(CELLS)}")
-    for key in ("kernel_init", "recurrent_init"):
-        if cfg.cell[key] not in INITIALIZERS:
-            problems.append(f"cell.{key}={cfg.cell[key]!r} is not an initialiser; choose one of {', '.join(INITIALIZERS)}")
+    problems = unknown_keys(cfg) + check_cell(cfg.cell)
     for key in ("hidden", "layers", "epochs", "batch_size", "eval_batch_size"):
         if cfg[key] < 1:
             problems.append(f"{key} must be a positive integer, got {cfg[key]}")

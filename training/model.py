@@ -8,9 +8,12 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from omegaconf import OmegaConf
 
+import paths
 from training import speed_rules
 from variants import RecurrentStack, make_cell
+from variants.layer import asked
 
 log = logging.getLogger("odyssey")
 
@@ -23,62 +26,68 @@ class SequenceModel(nn.Module):
     layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
-    switches: Any = None  # extra GateSpec switches for gated cells
-    forget_bias: float = 1.0
-    kernel_init: str = "glorot_uniform"  # W's initialiser (variants.INITIALIZERS)
-    recurrent_init: str = "orthogonal"  # R's initialiser
+    cell_keys: Any = None  # the cell's config keys but its name (conf/cell/<name>.yaml: switches, initialisers...)
     unroll: int = 1
     hoist_projection: bool = False
     fused_gradient: bool = False
-    kernel: bool = False  # variants.kernel's Pallas time loop (speed.kernel)
+    kernel: bool = False  # paths/kernel.py's Pallas time loop (speed.kernel)
+    parallel_scan: bool = False  # paths/parallel.py (speed.parallel_scan)
     switches_as_data: bool = False  # a Greff variant as variants.SwitchedCell (a population of mixed variants)
     dtype: Any = None
+
+    @nn.nowrap
+    def make_cell(self):
+        """A fresh cell of this model (one per layer and direction; and to ask it which paths it takes)."""
+        return make_cell(self.cell, self.hidden, self.dtype, self.switches_as_data, **dict(self.cell_keys or {}))
 
     @nn.compact
     def __call__(self, x: jax.Array, lengths: jax.Array | None = None, train: bool = False,
                  rows: jax.Array | None = None) -> jax.Array:
         """rows: each example's row number in the whole batch (dropout is keyed by it; default 0..B-1)."""
-        switches = dict(self.switches or {})
-        stack = RecurrentStack(
-            lambda: make_cell(self.cell, self.hidden, switches, self.forget_bias, self.dtype, self.kernel_init, self.recurrent_init,
-                              self.switches_as_data),
-            self.layers, self.bidirectional, self.dropout, self.unroll, self.hoist_projection, self.fused_gradient,
-            self.kernel,
-        )
+        stack = RecurrentStack(self.make_cell, self.layers, self.bidirectional, self.dropout, **asked(self))
         outputs, last = stack(x, lengths, train, rows)
         features = last if self.readout == "last" else outputs  # [B, dirs·H] or [B, T, dirs·H]
         return nn.Dense(self.output_size, name="head")(features)
 
 
-def model_from_config(cfg, task, hidden: int | None = None, switches_as_data: bool = False) -> SequenceModel:
+def model_from_config(cfg, task, hidden: int | None = None, switches_as_data: bool = False, quiet: bool = False) -> SequenceModel:
     """The config's model; `hidden` overrides its width (a population pads narrower trials to it),
-    `switches_as_data` makes a Greff variant's cell the superset of every variant (a population mixes them)."""
+    `switches_as_data` makes a Greff variant's cell the superset of every variant (a population mixes them).
+
+    The speed paths are those the config's `speed` settings choose on the run's backend (training/speed_rules.py);
+    one the cell cannot take is logged here, once, naming the cell, the path and why (a warning when the
+    setting said true, else info; `quiet`: not logged, for models built only to initialise a population's
+    trials), and left out of the model, which `paths_of` then records as not run."""
     speed = cfg.speed
     dtype = None if speed.dtype in (None, "float32") else jnp.dtype(speed.dtype)
-    paths = speed_paths(cfg, hidden)
-    return SequenceModel(
-        cell=cfg.cell.name, hidden=hidden or cfg.hidden, output_size=task.output_size, readout=task.readout,
-        layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout,
-        switches={k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None}, forget_bias=cfg.cell.forget_bias,
-        kernel_init=cfg.cell.kernel_init, recurrent_init=cfg.cell.recurrent_init,
-        **paths, switches_as_data=switches_as_data, dtype=dtype,
-    )
-
-
-def speed_paths(cfg, hidden: int | None = None) -> dict:
-    """The scan paths the config's `speed` settings choose on the run's backend (training/speed_rules.py)."""
     backend = speed_rules.backend_of(cfg.get("platform"))
-    paths = speed_rules.chosen(cfg.speed, backend, cfg.cell.name, hidden or cfg.hidden)
-    if paths["kernel"] and backend != "gpu":
-        log.warning("speed.kernel=true on %s runs Pallas' interpreter (variants/kernel.py): the same numbers, "
+    model = SequenceModel(
+        cell=cfg.cell.name, hidden=hidden or cfg.hidden, output_size=task.output_size, readout=task.readout,
+        layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout, cell_keys=cell_keys(cfg.cell),
+        **speed_rules.chosen(speed, backend, cfg.cell.name, hidden or cfg.hidden), switches_as_data=switches_as_data,
+        dtype=dtype,
+    )
+    cell = model.make_cell()
+    ran, fallbacks = paths.taken(cell.label(), cell.declared_paths(), cell.why_not, asked(model))
+    for path, line in fallbacks.items() if not quiet else ():
+        log.log(logging.WARNING if speed.get(path) is True else logging.INFO, line)
+    if ran["kernel"] and backend != "gpu" and not quiet:
+        log.warning("speed.kernel=true on %s runs Pallas' interpreter (paths/kernel.py): the same numbers, "
                     "but far slower than the scan; it is meant for GPUs", backend)
-    return paths
+    return model.clone(**{path: False for path in fallbacks if path not in cell.declared_paths()})
+
+
+def cell_keys(cell_cfg) -> dict:
+    """A cell's config keys but its name, as variants.make_cell takes them."""
+    return {k: v for k, v in OmegaConf.to_container(cell_cfg, resolve=True).items() if k != "name"}
 
 
 def paths_of(model: SequenceModel) -> dict:
-    """The speed paths a model runs, for its run's record (a cell without a fused or blocked step still
-    falls back to the scan, with a log line: variants/layer.py)."""
-    return {k: getattr(model, k) for k in speed_rules.PATHS}
+    """The speed paths a model really runs, for its run's record: what its settings ask for, less what its
+    cell cannot take or another path replaces (paths.taken)."""
+    cell = model.make_cell()
+    ran, _ = paths.taken(cell.label(), cell.declared_paths(), cell.why_not, asked(model))
+    return {path: ran[path] for path in speed_rules.PATHS}
 
 
 def count_params(params) -> int:

@@ -254,12 +254,12 @@ class PopulationSteps:
         common = latest[0] if all(e == latest[0] for e in latest) else None  # populations move in lockstep
         states, masks, self.own_shapes, self.own_width_shapes = [], [], [], []
         for r, (init_key, _), tx, spec in zip(runs, keys, txs, specs):  # each trial starts as its lone run, at its own width
-            own = _initial_state(model_from_config(r.cfg, task), tx, init_key, x0, len0)
+            own = _initial_state(model_from_config(r.cfg, task, quiet=True), tx, init_key, x0, len0)
             own = restore_latest(r, own, common)
             self.own_shapes.append(jax.eval_shape(lambda: own))
             r.result.update(num_params=count_params(own["params"]), objective=dict(zip(("name", "mode"), task.objective)))
             if self.switched:  # laid into the superset of the variants' parameters, still at its own width
-                superset = model_from_config(r.cfg, task, switches_as_data=True)
+                superset = model_from_config(r.cfg, task, switches_as_data=True, quiet=True)
                 own = switches.embed(own, jax.eval_shape(lambda k: _initial_state(superset, tx, k, x0, len0), init_key), spec)
             self.own_width_shapes.append(jax.eval_shape(lambda: own))
             states.append(widths.embed(own, wide, r.cfg.hidden, self.width))

@@ -43,14 +43,27 @@ RESUMABLE_CHANGES = tuple(dict.fromkeys(key.split(".")[0] for key in _FOLDER_BLI
 # speed paths that give the same numbers (tests/test_speed_settings.py, tests/test_devices.py): a run may
 # resume, or count as done, under another of them, and a record written before one of them existed is
 # still the same run; speed.dtype changes the numbers and is not here
-SAME_NUMBERS = ("speed.unroll", "speed.hoist_projection", "speed.fused_gradient", "speed.kernel", "speed.cpu_devices", "speed.keep_freed_memory")
+SAME_NUMBERS = ("speed.unroll", "speed.hoist_projection", "speed.fused_gradient", "speed.kernel", "speed.parallel_scan",
+                "speed.cpu_devices", "speed.keep_freed_memory")
 
 
 def run_identity(config: dict) -> dict:
     """What makes two resolved configs the same run, as {dotted key: value}: every key except the
-    resumable ones and the same-numbers speed paths."""
+    resumable ones, the same-numbers speed paths and cell keys the cell does not read (a record from before
+    conf/cell/gru.yaml dropped forget_bias is still the same GRU run)."""
+    unread = unread_cell_keys(config.get("cell") or {})
     return {k: v for k, v in _flatten(config).items()
-            if k.split(".")[0] not in RESUMABLE_CHANGES and k not in SAME_NUMBERS}
+            if k.split(".")[0] not in RESUMABLE_CHANGES and k not in SAME_NUMBERS and ".".join(k.split(".")[:2]) not in unread}
+
+
+def unread_cell_keys(cell: dict) -> set[str]:
+    from variants import entry
+
+    try:
+        reads = entry(cell.get("name"), cell.get("_target_")).keys
+    except ValueError:  # a cell no longer registered: all its keys count
+        return set()
+    return {f"cell.{k}" for k in cell if k not in ("name", "_target_", *reads)}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

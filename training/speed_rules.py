@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import jax
 
 SETTINGS = ("auto", True, False)
-PATHS = ("unroll", "hoist_projection", "fused_gradient", "kernel")  # the speed settings that pick a scan path
+PATHS = ("unroll", "hoist_projection", "fused_gradient", "kernel", "parallel_scan")  # the speed settings that pick a scan path
 AUTO = SimpleNamespace(**dict.fromkeys(PATHS, "auto"))  # conf/config.yaml's defaults, for code that builds models itself
 
 
@@ -59,16 +59,27 @@ def hoist_projection(setting, backend: str) -> bool:
 
 
 def fused_gradient(setting, backend: str) -> bool:
-    """speed.fused_gradient (variants/fused.py: dR in one matmul after the loop). CPU: off, 0.90-0.96x of
+    """speed.fused_gradient (paths/fused.py: dR in one matmul after the loop). CPU: off, 0.90-0.96x of
     autodiff's scan on row MNIST at H=128 and H=512 (README, Measured). GPU/TPU: off, not yet measured
     (`gpu_check.sh scan`)."""
     return _switch(setting, auto=False)
 
 
 def kernel(setting, backend: str) -> bool:
-    """speed.kernel (variants/kernel.py: the time loop in one Pallas kernel). CPU: off, Pallas' interpreter
+    """speed.kernel (paths/kernel.py: the time loop in one Pallas kernel). CPU: off, Pallas' interpreter
     is for tests and far slower than the scan. GPU: off until `gpu_check.sh kernel` has timed it against
     the scan and cuDNN. TPU: off (the kernel's compiler parameters are Triton's)."""
+    return _switch(setting, auto=False)
+
+
+def parallel_scan(setting, backend: str, cell: str) -> bool:
+    """speed.parallel_scan (paths/parallel.py: jax.lax.associative_scan, for cells whose state is linear given
+    the inputs: minGRU, minLSTM). CPU: off, the sequential scan is faster: 0.56-0.61x with it (2026-12-06, the
+    2-core VM, loaded (load 8.6), `python -m benchmarks.throughput --cells mingru minlstm --shapes row pixel
+    --parallel-scan false true --rounds 3 --no-flax --no-torch`, seq/s sequential / parallel: row mingru
+    25,806 / 15,828, minlstm 12,435 / 7,030; pixel mingru 171 / 97, minlstm 104 / 63): two cores have no
+    parallelism for its log T levels to use, and it does about twice the work. GPU/TPU: off until
+    `bash benchmarks/gpu_check.sh parallel` has timed it."""
     return _switch(setting, auto=False)
 
 
@@ -82,7 +93,7 @@ def check(speed) -> list[str]:
     whole = isinstance(speed.unroll, int) and not isinstance(speed.unroll, bool)
     if speed.unroll != "auto" and not (whole and speed.unroll >= 1):
         problems.append(f"speed.unroll must be a whole number >= 1 (time steps per scan iteration) or auto, got {speed.unroll!r}")
-    for key in ("hoist_projection", "fused_gradient", "kernel"):
+    for key in ("hoist_projection", "fused_gradient", "kernel", "parallel_scan"):
         if speed[key] not in SETTINGS:
             problems.append(f"speed.{key}={speed[key]!r}; choose true, false or auto")
     return problems
@@ -93,4 +104,5 @@ def chosen(speed, backend: str, cell: str, hidden: int) -> dict:
     return {"unroll": unroll(speed.unroll, backend, cell, hidden),
             "hoist_projection": hoist_projection(speed.hoist_projection, backend),
             "fused_gradient": fused_gradient(speed.fused_gradient, backend),
-            "kernel": kernel(speed.kernel, backend)}
+            "kernel": kernel(speed.kernel, backend),
+            "parallel_scan": parallel_scan(speed.parallel_scan, backend, cell)}

@@ -17,15 +17,16 @@ not contradict itself is a valid cell (`GateSpec.__post_init__` names the confli
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from functools import partial
+from types import SimpleNamespace
+from typing import Callable, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from variants.fused import LinearStep
-from variants.kernel import BlockStep
-from variants.protocol import Recurrence, matmul as _matmul
+from variants.cell import Cell, Recurrent, Statement, select
+from variants.registry import INIT_KEYS, Entry, add
 
 Array = jax.Array
 
@@ -95,14 +96,10 @@ VARIANTS: dict[str, GateSpec] = {
 class LSTMCarry(NamedTuple):
     c: Array  # cell state c_{t-1}            [B, H]
     y: Array  # block output y_{t-1}          [B, H]
-    gates: Array  # gate activations of t-1, only with full_recurrence: [B, n_gates·H], else [B, 0]
+    gates: Array | None  # gate activations of t-1 side by side, only with full_recurrence: [B, n_gates·H]
 
 
-def _identity(x):
-    return x
-
-
-class GatedCell(nn.Module):
+class GatedCell(Cell):
     """Greff's LSTM with switches. Parameter names are the paper's symbols:
 
     W_a [D, H] input weights, R_a [H, H] recurrent weights, b_a [H] biases for a in (z, i, f, o);
@@ -110,26 +107,41 @@ class GatedCell(nn.Module):
     into gate a (nine matrices for V).
     """
 
-    hidden: int
     spec: GateSpec = GateSpec()
     forget_bias: float = 1.0  # b_f starts here: remembering by default helps gradients flow early (Jozefowicz et al. 2015)
-    kernel_init: Callable = nn.initializers.glorot_uniform()  # W_a: Keras' default, the tutorial's reference
-    recurrent_init: Callable = nn.initializers.orthogonal()  # R_a: orthogonal keeps early gradients from exploding or vanishing
     peephole_init: Callable = nn.initializers.zeros  # p_a: start as the NP cell and learn peepholes from there
-    dtype: Any = None  # computation dtype (e.g. bfloat16 on GPU/TPU); params stay float32
+
+    paths = ("fused_gradient", "kernel")
+
+    @nn.nowrap
+    def declared_paths(self) -> tuple[str, ...]:
+        return ("fused_gradient",) if self.spec.full_recurrence else self.paths
+
+    @property
+    def why_not(self) -> dict[str, str]:
+        return {"kernel": "has no blocked step: its carry holds the gates of step t-1 side by side (FGR), which the "
+                          "kernel's H-unit blocks cannot hold",
+                "parallel_scan": "is not linear in its state (its gates read y_{t-1})"}
+
+    @nn.nowrap
+    def label(self) -> str:
+        return variant_name(self.spec)
+
+    @property
+    def structure(self) -> GateSpec:
+        """The switches whose parameters the cell has (SwitchedCell: V's or FGR's, whatever its switches)."""
+        return self.spec
 
     def initialize_carry(self, batch_shape: tuple[int, ...]) -> LSTMCarry:
-        zeros = jnp.zeros(batch_shape + (self.hidden,), jnp.float32)
-        n = len(self.spec.gates) * self.hidden if self.spec.full_recurrence else 0
-        return LSTMCarry(zeros, zeros, jnp.zeros(batch_shape + (n,), jnp.float32))
+        spec, zeros = self.structure, jnp.zeros(batch_shape + (self.hidden,), jnp.float32)
+        gates = jnp.zeros(batch_shape + (len(spec.gates) * self.hidden,), jnp.float32) if spec.full_recurrence else None
+        return LSTMCarry(zeros, zeros, gates)
 
     def parameters(self, spec: GateSpec, D: int):
-        """Create (or fetch) the parameters of `spec`, fused: (W_all [D, G·H], R_all [H, G·H], b_all [G·H],
-        peepholes {gate: [H]}, R_gates [n·H, n·H] or None). Called from a compact method."""
+        """Create (or fetch) the parameters of `spec`: (W [D, G·H], b [G·H], R [H, G·H], peepholes {gate: [H]},
+        R_gates [n·H, n·H] or None). Called from the compact `statement`."""
         H = self.hidden
-        W = {a: self.param(f"W_{a}", self.kernel_init, (D, H)) for a in spec.blocks}
-        R = {a: self.param(f"R_{a}", self.recurrent_init, (H, H)) for a in spec.blocks}
-        b = {a: self.param(f"b_{a}", nn.initializers.constant(self.forget_bias if a == "f" else 0.0), (H,)) for a in spec.blocks}
+        W, b, R = self.weights(spec.blocks, D, recurrent=spec.blocks, biases={"f": nn.initializers.constant(self.forget_bias)})
         p = {a: self.param(f"p_{a}", self.peephole_init, (H,)) for a in spec.peephole_gates}
         if spec.full_recurrence:
             RG = {(a, s): self.param(f"R_{a}_{s}", self.recurrent_init, (H, H)) for a in spec.gates for s in spec.gates}
@@ -137,88 +149,82 @@ class GatedCell(nn.Module):
             R_gates = jnp.block([[RG[a, s] for a in spec.gates] for s in spec.gates])
         else:
             R_gates = None
-        W_all = jnp.concatenate([W[a] for a in spec.blocks], axis=1)  # [D, G·H]
-        R_all = jnp.concatenate([R[a] for a in spec.blocks], axis=1)  # [H, G·H]
-        b_all = jnp.concatenate([b[a] for a in spec.blocks])  # [G·H]
-        return W_all, R_all, b_all, p, R_gates
+        return W, b, jnp.concatenate([R[a] for a in spec.blocks], axis=1), p, R_gates
+
+    def switch_data(self) -> dict:
+        """The switches as data (SwitchedCell); none here: `spec`'s are fixed when the program is built."""
+        return {}
 
     @nn.compact
-    def recurrence(self, x: Array) -> Recurrence:
-        """Create (or fetch) the parameters and return the cell's pure, fused functions."""
-        spec, H = self.spec, self.hidden
-        W_all, R_all, b_all, p, R_gates = self.parameters(spec, x.shape[-1])
-        g = jnp.tanh if spec.input_activation else _identity
-        h = jnp.tanh if spec.output_activation else _identity
-        dtype = self.dtype
-
-        def project(x):
-            return _matmul(x, W_all, dtype) + b_all
-
-        def finish(p, pre, carry: LSTMCarry):
-            """Everything after the recurrent matmuls: gates, peepholes, activations (elementwise)."""
-            return finish_blocks(p, dict(zip(spec.blocks, jnp.split(pre, len(spec.blocks), axis=-1))), carry)
-
-        def finish_blocks(p, pre: dict, carry: LSTMCarry):
-            """`finish` on the pre-activations as one [B, H] block per name of spec.blocks."""
-            c_prev = carry.c
-            z = g(pre["z"])
-            i = jax.nn.sigmoid(pre["i"] + _peep(p, "i", c_prev)) if "i" in pre else 1.0
-            if spec.coupled:
-                f = 1.0 - i
-            elif "f" in pre:
-                f = jax.nn.sigmoid(pre["f"] + _peep(p, "f", c_prev))
-            else:
-                f = 1.0
-            c = z * i + c_prev * f
-            o = jax.nn.sigmoid(pre["o"] + _peep(p, "o", c)) if "o" in pre else 1.0
-            y = h(c) * o
-            if spec.full_recurrence:
-                acts = {"i": i, "f": f, "o": o}
-                gates = jnp.concatenate([acts[a] for a in spec.gates], axis=-1)
-            else:
-                gates = carry.gates
-            return LSTMCarry(c, y, gates), y
-
-        # one fused matmul [B, H] × [H, G·H]; with FGR a second one adds the gates of t-1 to the gates' columns
-        if R_gates is None:
-            step = LinearStep((R_all,), (0,), reads_output, finish, p, dtype)
-        else:
-            step = LinearStep((R_all, R_gates), (0, H), reads_output_and_gates, finish, p, dtype)
-
-        def blocked_step(params, xw, state):
-            """The step on gate blocks (variants.kernel): one [B, H] × [H, H] matmul per block."""
-            (R_blocks, p), (c, y) = params, state
-            pre = {a: x + _matmul(y, R, dtype) for a, x, R in zip(spec.blocks, xw, R_blocks)}
-            new, out = finish_blocks(p, pre, LSTMCarry(c, y, None))
-            return (new.c, new.y), out
-
-        # FGR concatenates its gates into the carry, which a Triton kernel cannot do: it has no blocked step
-        blocked = None if spec.full_recurrence else BlockStep(
-            (tuple(jnp.split(R_all, len(spec.blocks), axis=1)), p), blocked_step, len(spec.blocks), _cell_state, _with_cell_state)
-        return Recurrence(project=project, step=step, linear=step, blocked=blocked)
-
-    def __call__(self, carry, x):
-        """The plain cell protocol: one time step, (carry, x_t) -> (carry, y_t)."""
-        rec = self.recurrence(x)
-        return rec.step(carry, rec.project(x))
+    def statement(self, x: Array) -> Statement:
+        spec = self.structure
+        W, b, R, p, R_gates = self.parameters(spec, x.shape[-1])
+        recurrent = (Recurrent(_output, R, spec.blocks),)
+        if R_gates is not None:  # FGR: the gates of step t-1 into every gate's pre-activation
+            recurrent += (Recurrent(_gates, R_gates, spec.gates),)
+        return Statement(spec.blocks, W, b, recurrent, partial(update, spec), (p, self.switch_data()), self.dtype)
 
 
-def reads_output(carry: LSTMCarry):
-    return (carry.y,)
+def update(spec: GateSpec, inner, pre: dict, carry: LSTMCarry):
+    """The module doc's equations, from the pre-activations W_a x_t + R_a y_{t-1} + b_a (+ FGR's gate terms),
+    for a cell with the parameters of `spec`.
+
+    inner = (p, switches): the peepholes, and the switches as data ({}: `spec`'s own, fixed when the program is
+    built; else 0/1 numbers, read through `select`). With FGR the carry holds the gates' activations."""
+    p, values = inner
+    s = spec if not values else SimpleNamespace(**{k: v > 0.5 for k, v in values.items()})
+    c_prev = carry.c
+
+    def peep(gate, c):
+        return select(s.peepholes, lambda: p[gate] * c, 0.0)
+
+    z = select(s.input_activation, lambda: jnp.tanh(pre["z"]), pre["z"])
+    i = select(s.input_gate, lambda: jax.nn.sigmoid(pre["i"] + peep("i", c_prev)), 1.0)
+    f = select(s.coupled, lambda: 1.0 - i,
+               lambda: select(s.forget_gate, lambda: jax.nn.sigmoid(pre["f"] + peep("f", c_prev)), 1.0))
+    c = z * i + c_prev * f
+    o = select(s.output_gate, lambda: jax.nn.sigmoid(pre["o"] + peep("o", c)), 1.0)  # the output peephole reads c_t
+    y = select(s.output_activation, lambda: jnp.tanh(c), c) * o
+    if carry.gates is None:
+        return LSTMCarry(c, y, None), y
+    has = {"i": s.input_gate, "f": select(s.coupled, False, s.forget_gate), "o": s.output_gate}  # gates with parameters
+    acts = {"i": i, "f": f, "o": o}
+    gates = jnp.concatenate([select(has[a], acts[a], 0.0) for a in spec.gates], axis=-1)
+    return LSTMCarry(c, y, gates), y
 
 
-def reads_output_and_gates(carry: LSTMCarry):
-    return (carry.y, carry.gates)
+def _output(carry: LSTMCarry):
+    return carry.y
 
 
-def _cell_state(carry: LSTMCarry):
-    return carry.c, carry.y
+def _gates(carry: LSTMCarry):
+    return carry.gates
 
 
-def _with_cell_state(state, carry: LSTMCarry) -> LSTMCarry:
-    return carry._replace(c=state[0], y=state[1])
+def variant_name(spec: GateSpec) -> str:
+    """A spec's name: its variant's ("np"), or the nearest variant's with the switches that differ ("np+coupled=True")."""
+    def differ(name):
+        return {k: v for k, v in dataclasses.asdict(spec).items() if v != getattr(VARIANTS[name], k)}
+
+    nearest = min(VARIANTS, key=lambda name: len(differ(name)))
+    return "+".join([nearest, *(f"{k}={v}" for k, v in differ(nearest).items())])
 
 
-def _peep(p: dict, gate: str, c: Array):
-    return p[gate] * c if gate in p else 0.0
+def build(spec: GateSpec, name: str, hidden: int, dtype=None, switches: dict | None = None, forget_bias: float = 1.0,
+          switches_as_data: bool = False, **initializers) -> Cell:
+    """The variant `spec` (called `name`), with `switches` changed: `cell=np cell.switches={coupled: true}` is
+    NP + CIFG. switches_as_data: variants.SwitchedCell, V's parameters with the switches read as data."""
+    known = [f.name for f in dataclasses.fields(GateSpec)]
+    unknown = sorted(set(switches or {}) - set(known))
+    if unknown:
+        raise ValueError(f"Unknown switch(es) {unknown} for cell {name!r}; the switches are {', '.join(known)}.")
+    spec = spec.replace(**dict(switches or {}))
+    if switches_as_data:
+        from variants.switched import SwitchedCell
 
+        return SwitchedCell(hidden, forget_bias=forget_bias, dtype=dtype, full_recurrence=spec.full_recurrence, **initializers)
+    return GatedCell(hidden, spec, forget_bias=forget_bias, dtype=dtype, **initializers)
+
+
+for _name, _spec in VARIANTS.items():  # the nine cells of Greff et al., by their names
+    add(Entry(_name, partial(build, _spec, _name), keys=("switches", "forget_bias", *INIT_KEYS), switches=True))

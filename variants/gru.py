@@ -6,7 +6,9 @@
     h_t = z_t ⊙ h_{t-1} + (1 - z_t) ⊙ ĥ_t
 
 This is Keras' `GRU(reset_after=False)`: 28 inputs and 128 units give 60,288 parameters. Because
-r_t multiplies h_{t-1} before R_h, the step needs two matmuls: the fused [R_z R_r] one and R_h.
+r_t multiplies h_{t-1} before R_h, R_h is applied inside the update, after the reset gate: the
+recurrent term is [R_z R_r] alone, and the fused gradient (which gathers every recurrent matrix's
+gradient after the loop) does not apply.
 """
 
 from __future__ import annotations
@@ -17,46 +19,34 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from variants.kernel import BlockStep
-from variants.protocol import Recurrence, StateCell, as_state, from_state, matmul
+from variants.cell import Cell, Recurrent, Statement, matmul
+from variants.registry import register
 
 
-class GRUCell(StateCell):
+@register("gru")
+class GRUCell(Cell):
     """GRU in Keras' reset-before form (equations above)."""
 
+    paths = ("kernel",)
+    why_not = {"fused_gradient": "multiplies r_t ⊙ h_{t-1} by R_h inside its step (the reset gate comes before "
+                                 "that matmul), so R_h's gradient cannot be gathered after the loop"}
+
     @nn.compact
-    def recurrence(self, x: jax.Array) -> Recurrence:
-        H, D = self.hidden, x.shape[-1]
-        W = {a: self.param(f"W_{a}", self.kernel_init, (D, H)) for a in "zrh"}
-        R = {a: self.param(f"R_{a}", self.recurrent_init, (H, H)) for a in "zrh"}
-        b = {a: self.param(f"b_{a}", nn.initializers.zeros, (H,)) for a in "zrh"}
-        W_all = jnp.concatenate([W[a] for a in "zrh"], axis=1)  # [D, 3H]
+    def statement(self, x: jax.Array) -> Statement:
+        W, b, R = self.weights("zrh", x.shape[-1], recurrent="zrh")
         R_zr = jnp.concatenate([R["z"], R["r"]], axis=1)  # [H, 2H]
-        R_h = R["h"]
-        b_all = jnp.concatenate([b[a] for a in "zrh"])
-        dtype = self.dtype
-
-        def project(x):
-            return matmul(x, W_all, dtype) + b_all
-
-        def step(h_prev, xw):
-            xz, xr, xh = jnp.split(xw, 3, axis=-1)
-            rz, rr = jnp.split(matmul(h_prev, R_zr, dtype), 2, axis=-1)
-            z = jax.nn.sigmoid(xz + rz)
-            r = jax.nn.sigmoid(xr + rr)
-            h_hat = jnp.tanh(xh + matmul(r * h_prev, R_h, dtype))
-            h = z * h_prev + (1.0 - z) * h_hat
-            return h, h
-
-        blocked = BlockStep((R["z"], R["r"], R["h"]), partial(_blocked_step, dtype), 3, as_state, from_state)
-        return Recurrence(project, step, blocked=blocked)
+        return Statement(("z", "r", "h"), W, b, (Recurrent(_state, R_zr, ("z", "r")),), partial(update, self.dtype),
+                         R["h"], self.dtype)
 
 
-def _blocked_step(dtype, R, xw, state):
-    """The step on gate blocks (variants.kernel): the same equations, one matmul per block."""
-    (R_z, R_r, R_h), (xz, xr, xh), (h_prev,) = R, xw, state
-    z = jax.nn.sigmoid(xz + matmul(h_prev, R_z, dtype))
-    r = jax.nn.sigmoid(xr + matmul(h_prev, R_r, dtype))
-    h_hat = jnp.tanh(xh + matmul(r * h_prev, R_h, dtype))
+def update(dtype, R_h, pre, h_prev):
+    """The module doc's equations from the pre-activations W_z x + R_z h + b_z, W_r x + R_r h + b_r, W_h x + b_h."""
+    z = jax.nn.sigmoid(pre["z"])
+    r = jax.nn.sigmoid(pre["r"])
+    h_hat = jnp.tanh(pre["h"] + matmul(r * h_prev, R_h, dtype))
     h = z * h_prev + (1.0 - z) * h_hat
-    return (h,), h
+    return h, h
+
+
+def _state(h):
+    return h

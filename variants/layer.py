@@ -1,4 +1,4 @@
-"""The recurrent layer: any cell of `variants.protocol`, scanned over time with `jax.lax.scan`.
+"""The recurrent layer: any cell of `variants.cell`, run over time by `paths.scan`.
 
 Batch-major at the API ([B, T, D]); time-major inside the scan. Variable-length batches carry
 `lengths` [B]: a sequence's state is frozen after its last step and its padded outputs are zero.
@@ -15,8 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from variants.fused import fused_scan
-from variants.kernel import kernel_scan
+import paths
 
 Array = jax.Array
 log = logging.getLogger("odyssey")
@@ -44,51 +43,42 @@ def last_outputs(outputs: Array, lengths: Optional[Array], reverse: bool = False
 
 
 class RNN(nn.Module):
-    """Scan one cell over a batch of sequences; returns (final carry, outputs [B, T, H])."""
+    """Scan one cell over a batch of sequences; returns (final carry, outputs [B, T, H]).
+
+    The speed settings ask for a path (paths/__init__.py); a path the cell does not declare falls back to
+    the scan with a log line (a run's model is built with only the paths its cell takes: training/model.py)."""
 
     cell: nn.Module
     reverse: bool = False  # read the sequence from its last real step to its first
     unroll: int = 1  # time steps per scan iteration (lax.scan's unroll)
     hoist_projection: bool = False  # True: W x + b for all steps in one matmul before the scan
-    fused_gradient: bool = False  # True: variants.fused's scan (dR in one matmul after the loop) for cells with a LinearStep; implies hoisting
-    kernel: bool = False  # True: the whole time loop in one Pallas kernel (variants.kernel) for cells with a BlockStep; implies hoisting
+    fused_gradient: bool = False  # True: paths/fused.py's scan (dR in one matmul after the loop); implies hoisting
+    kernel: bool = False  # True: the whole time loop in one Pallas kernel (paths/kernel.py); implies hoisting
+    parallel_scan: bool = False  # True: jax.lax.associative_scan (paths/parallel.py), for linear recurrences
 
     @nn.compact
     def __call__(self, x: Array, lengths: Optional[Array] = None, initial_carry=None):
         B, T, _ = x.shape
         rec = self.cell.recurrence(x)
+        ran, fallbacks = paths.taken(self.cell.label(), self.cell.declared_paths(), self.cell.why_not, asked(self))
+        for path, line in fallbacks.items():
+            if path not in self.cell.declared_paths():
+                log.info(line)
         if self.reverse:
             x = reverse_sequences(x, lengths)
         xs = jnp.swapaxes(x, 0, 1)  # [T, B, D]
-        kernel = self.kernel and rec.blocked is not None
-        if self.kernel and not kernel:
-            log.info("speed.kernel: %s has no blocked step (variants/kernel.py); it runs the scan", type(self.cell).__name__)
-        fused = self.fused_gradient and rec.linear is not None and not kernel
-        hoisted = self.hoist_projection or fused or kernel
-        if hoisted:
-            xs = rec.project(xs)  # [T, B, G·H], one large matmul
         mask = None if lengths is None else jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
-
-        def body(carry, inputs):
-            x_t, m_t = inputs
-            new_carry, y = rec.step(carry, x_t if hoisted else rec.project(x_t))
-            if m_t is not None:  # after a sequence's end: keep its state, output zeros
-                keep = m_t[:, None]
-                new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
-                y = jnp.where(keep, y, 0.0)
-            return new_carry, y
-
         carry = self.cell.initialize_carry((B,)) if initial_carry is None else initial_carry
-        if kernel:
-            carry, ys = kernel_scan(rec.blocked, carry, xs, mask)
-        elif fused:
-            carry, ys = fused_scan(rec.linear, carry, xs, mask, self.unroll)
-        else:
-            carry, ys = jax.lax.scan(body, carry, (xs, mask), unroll=self.unroll)
+        carry, ys = paths.scan(rec, ran, carry, xs, mask)
         ys = jnp.swapaxes(ys, 0, 1)  # [B, T, H]
         if self.reverse:
             ys = reverse_sequences(ys, lengths)
         return carry, ys
+
+
+def asked(module) -> dict:
+    """The speed paths a module's fields ask for (RNN, RecurrentStack, training.model.SequenceModel)."""
+    return {path: getattr(module, path) for path in ("unroll", "hoist_projection", *paths.OPTIONAL)}
 
 
 def example_dropout(x: Array, rate: float, key: Array, rows: Array) -> Array:
@@ -115,6 +105,7 @@ class RecurrentStack(nn.Module):
     hoist_projection: bool = False
     fused_gradient: bool = False
     kernel: bool = False
+    parallel_scan: bool = False
 
     @nn.compact
     def __call__(self, x: Array, lengths: Optional[Array] = None, train: bool = False, rows: Optional[Array] = None):
@@ -129,7 +120,7 @@ class RecurrentStack(nn.Module):
                 # A module built inside a compact method belongs to that method's module; unbind the cell
                 # (parent=None) so that its RNN adopts it and the parameters read layer0_forward/cell/...
                 cell = self.make_cell().clone(parent=None, name=None)
-                rnn = RNN(cell, reverse, self.unroll, self.hoist_projection, self.fused_gradient, self.kernel, name=name)
+                rnn = RNN(cell, reverse, **asked(self), name=name)
                 _, ys = rnn(x, lengths)
                 outs.append(ys)
                 lasts.append(last_outputs(ys, lengths, reverse))

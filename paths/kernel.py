@@ -7,11 +7,11 @@ runs all T steps itself, reading x W + b for step t from the projected input and
 backward kernel runs the steps in reverse. FlashRNN (Pöppel et al. 2024) goes further (it splits R over
 several programs that synchronise every step); this is the simple persistent form.
 
-A cell opts in with a `BlockStep`: its step written on gate *blocks* — xw for step t as a tuple of G
-arrays [B, H] and the state as a tuple of [B, H] arrays — because Triton (Pallas' GPU backend here)
-cannot slice or concatenate values in registers, only load and store slices of memory. The gated cell
-(every switch but FGR, whose gate-to-gate matrix concatenates gates), the GRU and the SRN provide one;
-`variants.layer.RNN` falls back to the scan for the rest, with a log line.
+The kernel runs a `BlockStep`: the cell's step on gate *blocks* — xw for step t as a tuple of G arrays
+[B, H] and the state as a tuple of [B, H] arrays — because Triton (Pallas' GPU backend here) cannot slice
+or concatenate values in registers, only load and store slices of memory. paths/derive.py writes it from
+the cell's statement for every cell that declares `kernel` (every gated switch but FGR, whose carry holds
+its gates side by side, the GRU and the SRN); the others fall back to the scan, with a log line.
 
 Gradient: the backward kernel takes `jax.vjp` of the cell's own step at every step (recomputing it from
 the saved state of step t-1), so a new switch needs no derivative code; each program sums its rows'

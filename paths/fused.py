@@ -11,9 +11,9 @@ It serves every cell whose step is *linear-then-elementwise* (`LinearStep`)::
     pre_t = xw_t + Σ_k reads(carry_{t-1})[k] @ R_k        (R_k's columns start at offsets[k])
     carry_t, y_t = finish(small, pre_t, carry_{t-1})      (elementwise: gates, peepholes, activations)
 
-which covers every switch of the gated cell (FGR's gate-to-gate matrix is a second R_k reading the
-carry's gates) and the SRN; the GRU applies its reset gate before its second matmul and is not of
-this form. The elementwise part's gradient still comes from autodiff: the forward loop takes `jax.vjp` of
+which paths/derive.py writes from the statement of every cell that declares `fused_gradient`: every
+switch of the gated cell (FGR's gate-to-gate matrix is a second R_k reading the carry's gates) and the
+SRN; the GRU applies its reset gate before its second matmul and is not of this form. The elementwise part's gradient still comes from autodiff: the forward loop takes `jax.vjp` of
 `finish` at every step and keeps its residuals (a `jax.vjp` function is a pytree, so the scan stacks
 them), which the backward loop applies; a new switch needs no new derivative code.
 
@@ -28,7 +28,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from variants.protocol import matmul
+from paths.ops import matmul
 
 Array = jax.Array
 
@@ -45,7 +45,7 @@ class LinearStep(NamedTuple):
     reads: Callable[[Any], tuple[Array, ...]]  # carry -> the left operands of the R_k
     finish: Callable[[Any, Array, Any], tuple[Any, Array]]  # (small, pre, carry) -> (carry, y)
     small: Any  # the step's other parameters (peepholes), a pytree
-    dtype: Any = None  # matmul dtype (variants.protocol.matmul)
+    dtype: Any = None  # matmul dtype (paths.ops.matmul)
 
     def __call__(self, carry, xw: Array):
         """The plain step, (carry, xw_t) -> (carry, y_t): what the cell's `Recurrence.step` is."""
