@@ -131,7 +131,7 @@ def test_unknown_keys_and_wrong_types_fail_at_composition(override, message):
     (["optimizer.mometum=0.9"], "unknown key optimizer.mometum (did you mean optimizer.momentum?)"),
     (["lauch=joblib"], "unknown key lauch (did you mean launch?)"),
     (["cell=lstm"], "cell=lstm is not in conf/cell/; choose one of cifg, fgr, gru"),
-    (["-m", "cell=v,nfgg"], "cell=nfgg is not in conf/cell/; choose one of cifg, fgr, gru, nfg, niaf, nig, noaf, nog, np, srn, v (did you mean nfg?)"),
+    (["-m", "cell=v,nfgg"], "cell=nfgg is not in conf/cell/; choose one of cifg, fgr, gru, mingru, minlstm, mut1, mut2, mut3, nfg, niaf, nig, noaf, nog, np, srn, v (did you mean nfg?)"),
     (["task=adding_schema"], "task=adding_schema is not in conf/task/; choose one of adding, fsdd, fsdd_strings, jsb"),
     (["optimizer=adamw"], "optimizer=adamw is not in conf/optimizer/; choose one of adam, sgd (did you mean adam?)"),
     (["launch=jobib"], "launch=jobib is not in conf/launch/; choose one of joblib, joblib_gpu, population"),

@@ -202,10 +202,19 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("cell", "task", "optimizer", "launch")  # conf/<group>/*.yaml, chosen by `<group>=<name>`
 
 
-def group_options(group: str, config_dir: str | None = None) -> list[str]:
-    """The names `<group>=` accepts: conf/<group>/*.yaml (and a --config-dir's own <group>/, if any)."""
-    folders = [CONF / group] + ([Path(config_dir) / group] if config_dir else [])
+def group_options(group: str, config_dir: str | None = None, extra_dirs: list[str] = ()) -> list[str]:
+    """The names `<group>=` accepts: conf/<group>/*.yaml (and a --config-dir's or hydra.searchpath's <group>/)."""
+    folders = [CONF / group] + ([Path(config_dir) / group] if config_dir else []) + [Path(d) / group for d in extra_dirs]
     return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")})
+
+
+def searchpath_dirs(overrides) -> list[str]:
+    """The local folders a command line's hydra.searchpath=[file://...] adds (a cell of your own, docs/cells.md)."""
+    for o in overrides:
+        if o.key_or_group == "hydra.searchpath":
+            value = o.value()
+            return [str(v)[len("file://"):] for v in (value if isinstance(value, list) else [value]) if str(v).startswith("file://")]
+    return []
 
 
 def task_schema(task: str | None):
@@ -249,7 +258,7 @@ def known_list(path: list[str], level: dict) -> str:
     return f"; {'.'.join(path) or 'the config'} has {', '.join(level)}"
 
 
-def unknown_key(key: str, task: str | None = None) -> str | None:
+def unknown_key(key: str, task: str | None = None, cell: str | None = None) -> str | None:
     """Why the dotted `key` is not a config key, naming the closest known one; None when it is one.
     task: the task the command line chooses, whose keys `task.*` may name; with none chosen, any task's
     keys pass here, and Hydra refuses those the composed task lacks."""
@@ -263,6 +272,10 @@ def unknown_key(key: str, task: str | None = None) -> str | None:
         if done == ["task"]:
             chosen = task_schema(task)
             level = _fields(chosen) if chosen else {n: t for s in TASK_SCHEMAS.values() for n, t in _fields(s).items()}
+        elif done == ["cell"]:  # a Greff variant's keys are known here; any other cell's, when its model is built
+            from variants import VARIANTS
+
+            level = _fields(GatedCellSchema) if cell is None or cell in VARIANTS else None
         else:
             schema = _schema_of(level[part])
             level = _fields(schema) if schema else None
@@ -300,9 +313,12 @@ def check_command_line(argv: list[str]) -> list[str]:
     except Exception:  # a malformed override: Hydra's own message says where
         return []
     problems, chosen_task = [], None
+    chosen_cell = None
     for o in overrides:
         if o.get_key_element() == "task" and isinstance(o.value(), str):
             chosen_task = o.value()
+        if o.get_key_element() == "cell" and isinstance(o.value(), str):
+            chosen_cell = o.value()
     for o in overrides:
         key = o.key_or_group
         if key.split(".")[0].split("/")[0] == "hydra" or o.package is not None or o.is_delete():
@@ -310,13 +326,13 @@ def check_command_line(argv: list[str]) -> list[str]:
         if key in GROUPS:
             value = o.value()
             names = value.list if isinstance(value, ChoiceSweep) else [value] if isinstance(value, str) else []
-            options = group_options(key, args.config_dir)
+            options = group_options(key, args.config_dir, searchpath_dirs(overrides))
             for name in map(str, names):
                 if name not in options and not (key == "launch" and name == "null"):
                     problems.append(f"{key}={name} is not in conf/{key}/; choose one of {', '.join(options)}"
                                     + did_you_mean(name, options))
             continue
-        why = unknown_key(key, chosen_task)
+        why = unknown_key(key, chosen_task, chosen_cell)
         if why:
             problems.append(why)
     return problems
