@@ -54,6 +54,7 @@ def test_the_pages_cell_passes_the_checks_every_registered_cell_passes(registere
     test_speed_settings.test_unroll_and_hoisting_give_the_same_outputs_and_gradients(NAME, True, (x, np.full(4, 5), np.array([5, 2, 4, 1])))
 
 
+@pytest.mark.slow
 def test_the_pages_cell_trains_through_train_py_and_shows_in_the_report(outside):
     runs = outside / "runs"
     proc = subprocess.run(

@@ -202,6 +202,7 @@ def like_state(cfg):
     return {"params": params, "opt_state": make_optimizer(cfg.optimizer, cfg.lr).init(params)}
 
 
+@pytest.mark.slow
 def test_a_corrupt_best_checkpoint_is_named_on_resume_and_rebuilt_from_its_epochs_own(tmp_path, caplog):
     cfg = compose_config("epochs=2", "lr=0.01", "hidden=32")
     first = train(cfg, tmp_path)
