@@ -3,8 +3,10 @@
 A refactor of the cells must not change a number beyond float32 rounding. This script runs every cell a
 revision has, on fixed parameters and inputs (drawn per parameter name, so both trees get the same values),
 through every scan path of both revisions' common API (`variants.RNN`: plain, hoisted, unrolled, reversed,
-`fused_gradient`, `kernel`, with padded sequences) and every Greff variant as `variants.SwitchedCell`, once in
-a copy of the other revision (`git archive`) and once here, then prints the largest difference of each.
+`fused_gradient`, `kernel`, with padded sequences) and every Greff variant as `variants.SwitchedCell`, and
+draws each cell's initial parameters from one key, once in a copy of the other revision (`git archive`) and
+once here, then prints the largest difference of each case. A case the other revision has and this one does
+not is a failure; cells new here are listed.
 
     python -m benchmarks.cells_unchanged --base 26d1cf9          # about 4 minutes on the 2-core CPU
 
@@ -72,12 +74,13 @@ def measure(out: Path) -> None:
         results[f"{tag}/grad_x"] = np.asarray(grads[1])
 
     for name in variants.CELLS:
-        if name not in GREFF + ("gru", "srn"):
-            continue
         for path, kwargs in PATHS.items():
             rnn = RNN(make_cell(name, H), **kwargs)
             shapes = jax.eval_shape(lambda: rnn.init(jax.random.key(0), x, lengths))
             run(rnn, draw(shapes), f"{name}/{path}")
+        initial = RNN(make_cell(name, H)).init(jax.random.key(0), x, lengths)  # the initialisers' draws, in order
+        for path, value in jax.tree_util.tree_flatten_with_path(initial)[0]:
+            results[f"{name}/init/{jax.tree_util.keystr(path)}"] = np.asarray(value)
     from training import switches
 
     for name in GREFF:  # every variant with its switches as data, laid into V's (or FGR's) parameters
@@ -93,8 +96,8 @@ def compare(before: Path, after: Path, tol: float) -> bool:
     import numpy as np
 
     a, b = np.load(before), np.load(after)
-    missing = sorted(set(a.files) ^ set(b.files))
-    worst, ok = {}, not missing
+    gone, new = sorted(set(a.files) - set(b.files)), sorted({"/".join(k.split("/")[:2]) for k in set(b.files) - set(a.files)})
+    worst, ok = {}, not gone
     for key in sorted(set(a.files) & set(b.files)):
         u, v = a[key], b[key]
         if u.shape != v.shape:
@@ -102,14 +105,16 @@ def compare(before: Path, after: Path, tol: float) -> bool:
             ok = False
             continue
         err = float(np.max(np.abs(u - v) / (np.abs(u) + 1.0))) if u.size else 0.0
-        case = key.rsplit("/", 1)[0] if "/grad" not in key else key.split("/grad")[0]
+        case = "/".join(key.split("/")[:2])
         worst[case] = max(worst.get(case, 0.0), err)
     for case, err in worst.items():
         flag = "" if err <= tol else "   <-- over tolerance"
         ok &= err <= tol
         print(f"{case:22s} largest |after - before| / (|before| + 1): {err:.2e}{flag}")
-    if missing:
-        print("present in only one revision:", ", ".join(missing))
+    if gone:
+        print("MISSING here:", ", ".join(gone))
+    if new:
+        print("new here (not compared):", ", ".join(new))
     print(f"{len(worst)} cases, {len(a.files)} arrays: " + ("all within" if ok else "NOT all within") + f" {tol:g}")
     return ok
 

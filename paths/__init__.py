@@ -22,8 +22,9 @@ from paths.kernel import kernel_scan
 __all__ = ["OPTIONAL", "Recurrence", "scan", "taken"]
 
 INSTEAD = {"parallel_scan": "the sequential scan", "kernel": "the scan", "fused_gradient": "autodiff's gradient of the scan"}
-DEFAULT_WHY = {
-    "parallel_scan": "does not declare parallel_scan (its state is not a_t ⊙ h_{t-1} + b_t with a_t, b_t from the inputs alone)",
+DEFAULT_WHY = {  # a cell's `why_not` says better
+    "parallel_scan": "does not declare parallel_scan (its state is not a_t ⊙ h_{t-1} + b_t with a_t, b_t from "
+                     "the inputs alone)",
     "kernel": "has no blocked step (it does not declare kernel)",
     "fused_gradient": "does not declare fused_gradient (its step is not recurrent matmuls plus elementwise work)",
 }

@@ -15,8 +15,8 @@ in one matmul after the loop), the Pallas time loop (the step on blocks), the pa
 update is h_t = a_t ⊙ h_{t-1} + b_t) and populations of mixed variants (switches as data, `select`).
 
 The optional paths are declared in `paths` (class attribute, or the `declared_paths` method where they depend
-on the instance); `paths.check` refuses a declaration the statement cannot honour when the model is built,
-and a path asked for but not declared falls back to the scan with one log line naming the reason
+on the instance); `paths.derive.check` refuses a declaration the statement cannot honour when the model is
+built, and a path asked for but not declared falls back to the scan with one log line naming the reason
 (`why_not`). docs/cells.md walks through a new cell.
 """
 
