@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tasks import task_from_conf
-from benchmarks.machine import describe_cpu
+from training.provenance import describe_cpu
 from training import speed_rules
 from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel

@@ -56,7 +56,7 @@ import optax
 
 from tasks import task_from_conf
 from training import speed_rules
-from benchmarks.machine import describe_cpu
+from training.provenance import describe_cpu
 from training.devices import Placement, configure_cpu_devices
 from training.host_memory import keep_freed_memory
 from training.model import SequenceModel

@@ -360,8 +360,13 @@ def paired_section(by_variant: dict, metric: str, reference: str) -> list[str]:
 
 
 def config_of(run_dir: Path) -> dict:
-    """A counted trial's resolved config, from its result.json (read_trial has checked it is there)."""
-    return json.loads((Path(run_dir) / "result.json").read_text())["config"]
+    """A counted trial's resolved config, from its result.json (read_trial has checked it is there), with the
+    commit of the code that ran it as one more setting (`code`), so records of another code version are left
+    out of the comparison as any other differing setting is (records written before commits were recorded
+    have none, and compare equal among themselves)."""
+    record = json.loads((Path(run_dir) / "result.json").read_text())
+    code = (record.get("provenance") or {}).get("commit")
+    return {**record["config"], **({"code": code} if code else {})}
 
 
 def settings_section(odd: dict, kept: int) -> list[str]:

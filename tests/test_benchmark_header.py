@@ -1,6 +1,6 @@
-"""What a benchmark says about the machine it ran on (benchmarks/machine.py)."""
+"""What a benchmark says about the machine it ran on (training/provenance.py)."""
 
-from benchmarks.machine import describe_cpu
+from training.provenance import describe_cpu
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD

@@ -438,6 +438,21 @@ def test_odd_settings_names_each_trial_whose_settings_are_not_the_majoritys_and_
     assert tie["tie"] and tie["kept"] == 1 and [o["path"] for o in tie["odd"]] == ["b"]  # '{"batch_size": "1"' sorts first
 
 
+def test_records_made_by_another_commit_are_left_out_as_another_setting_is(tmp_path):
+    """A study resumed by newer code would pool two code versions: the commit each record names is compared
+    as a setting; records written before commits were recorded carry none and compare equal."""
+    for name, commit in (("a1", "aaa"), ("a2", "aaa"), ("b", "bbb"), ("old", None)):
+        record = {"status": "completed", "config": config(lr=0.1)}
+        if commit:
+            record["provenance"] = {"commit": commit, "dirty": False}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps(record))
+    odd = evidence.odd_settings({name: report.config_of(tmp_path / name) for name in ("a1", "a2", "b", "old")})
+    assert odd["kept"] == 2
+    assert {o["path"]: o["differences"] for o in odd["odd"]} == {"b": [("code", '"bbb"', '"aaa"')],
+                                                               "old": [("code", evidence.ABSENT, '"aaa"')]}
+
+
 @pytest.mark.slow
 def test_a_study_mixing_settings_reports_its_odd_trials_and_pairs_the_rest(tmp_path):
     """Three variants on the same 12 draws, nig worse by 0.01 in every draw; two more v trials run with

@@ -66,6 +66,10 @@ def test_result_json_records_a_completed_run(srn_run):
     assert set(result["final"]) == {"train", "valid", "test"}
     assert result["wall_seconds"] > 0
     assert result["platform"] == "cpu" and result["device_kind"] and result["device_count"] >= 1
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    made = result["provenance"]  # which code made it, where: a study's records are audited by these
+    assert made["commit"] == head and isinstance(made["dirty"], bool) and made["host"] and "cores" in made["cpu"]
+    assert set(made["versions"]) == {"python", "jax", "flax", "optax"}
     assert result["config"]["cell"]["name"] == "srn" and result["config"]["hidden"] == 8
     assert result["config"]["optimizer"]["name"] == "adam" and result["config"]["lr"] == 1e-3
     assert result["speed_paths"] == {"unroll": 2, "hoist_projection": False, "fused_gradient": False, "kernel": False,

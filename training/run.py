@@ -30,6 +30,7 @@ from training.checkpoint import Checkpoints
 from training.config import check_config
 from training.interrupt import Interrupted
 from training.lock import RunLock, RunLocked
+from training.provenance import provenance
 from training.records import FINISHED, RunRecord
 from training.tracking import Tracker
 
@@ -177,7 +178,8 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
         log.error("%s", e)
         raise logged(e)
     result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
-              **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id")}
+              **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id"),
+              "provenance": provenance()}
     record.write_job_configs(job_configs)
     return Run(cfg, record, result, finished_before=previous if previous.get("status") in FINISHED else None), False
 
