@@ -76,12 +76,7 @@ def summary(name: str) -> str:
     its sweeper and launcher (the defaults list's overrides) and its trial count (a grid's product, or n_trials)."""
     from omegaconf import OmegaConf
 
-    raw = OmegaConf.to_container(OmegaConf.load(SWEEPS / f"{name}.yaml"))
-    chosen = {}
-    for entry in raw.get("defaults", []):
-        if isinstance(entry, dict):
-            chosen.update({k.removeprefix("override ").strip("/"): v for k, v in entry.items()})
-    sweeper = raw.get("hydra", {}).get("sweeper", {})
+    chosen, sweeper = _file_choices(name)
     if "n_trials" in sweeper:
         count = f"{sweeper['n_trials']} trials per command"
     else:
@@ -90,6 +85,22 @@ def summary(name: str) -> str:
             count *= len(str(value).split(","))
         count = f"{count} trials"
     return f"{name:16s} sweeper {chosen.get('hydra/sweeper', 'basic'):8s} launch {chosen.get('launch', '-'):10s} {count}"
+
+
+def _file_choices(name: str) -> tuple[dict, dict]:
+    """(defaults-list choices, hydra.sweeper node) of a preset file, after those of a preset it builds on
+    (a plain string entry naming another sweeps/ file, e.g. new_cells.yaml's `- tutorial`)."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(SWEEPS / f"{name}.yaml"))
+    chosen, sweeper = {}, {}
+    for entry in raw.get("defaults", []):
+        if isinstance(entry, str) and entry in preset_names() and entry != name:
+            chosen, sweeper = _file_choices(entry)
+        elif isinstance(entry, dict):
+            chosen.update({k.removeprefix("override ").strip("/"): v for k, v in entry.items()})
+    own = raw.get("hydra", {}).get("sweeper", {})
+    return chosen, {**sweeper, **own, "params": {**sweeper.get("params", {}), **own.get("params", {})}}
 
 
 def main(argv: list[str]) -> None:
