@@ -30,6 +30,7 @@ import gzip
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -158,6 +159,31 @@ def check(study, scratch=None) -> list[str]:
                                      f"{committed} (committed)", f"{committed} (from records{SUFFIX})", lineterm=""))
 
 
+NUMBER = re.compile(r"(?<![\w.])[+\u2212-]?\d[\d,]*\.\d+")  # a figure with decimals: 8.485, 0.0014, 96.1, −0.010
+NOT_FROM_REPORT = re.compile(r"<!--\s*not from the report:(.*?)-->", re.S)
+
+
+def _figure(text: str) -> str:
+    return text.replace(",", "").lstrip("+\u2212-")
+
+
+def unquoted(page, report_md) -> list[str]:
+    """The figures (numbers with decimals) in a study page's results (from its `## Status and results` or
+    `## Results` heading on) that its report does not print, so no figure is typed by hand. A figure that
+    rightly comes from elsewhere (the literature, another study, arithmetic on the design) is declared in
+    the page, with its source, in an HTML comment: `<!-- not from the report: 8.5, 12.5 (Greff Fig. 4) -->`."""
+    text = Path(page).read_text()
+    start = min((text.find(h) for h in ("## Status and results", "## Results") if h in text), default=-1)
+    if start < 0:
+        return [f"{page}: no '## Status and results' or '## Results' heading"]
+    results = text[start:]
+    declared = {_figure(n) for comment in NOT_FROM_REPORT.findall(text) for n in NUMBER.findall(comment)}
+    printed = {_figure(n) for n in NUMBER.findall(Path(report_md).read_text())}
+    results = NOT_FROM_REPORT.sub("", results)
+    return [f"{page}: {n} is not in {report_md}" for n in dict.fromkeys(NUMBER.findall(results))
+            if _figure(n) not in printed | declared]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,7 +193,8 @@ def main(argv=None) -> None:
     p = sub.add_parser("unpack", help="a records.jsonl.gz back into run folders")
     p.add_argument("records")
     p.add_argument("dir")
-    p = sub.add_parser("check", help="does <study>/report.md equal the report of <study>/records.jsonl.gz?")
+    p = sub.add_parser("check", help="does <study>/report.md equal the report of <study>/records.jsonl.gz, and does "
+                                     "<study>.md quote only the report's figures?")
     p.add_argument("study", nargs="+", help="folders holding records.jsonl.gz and report.md")
     args = parser.parse_args(argv)
     try:
@@ -186,7 +213,10 @@ def main(argv=None) -> None:
                 diff = check(study)
                 print(f"{study}: " + ("report.md is its records' report" if not diff else "report.md differs:"))
                 print("\n".join(diff[:200])) if diff else None
-                failed |= bool(diff)
+                page = Path(study).parent / f"{Path(study).name}.md"
+                typed = unquoted(page, Path(study) / "report.md") if page.exists() else []
+                print("\n".join(typed) if typed else f"{page}: every figure it quotes is the report's")
+                failed |= bool(diff) or bool(typed)
             sys.exit(1 if failed else 0)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"sweeps.records: {e}")

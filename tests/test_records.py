@@ -160,3 +160,17 @@ def test_each_committed_study_report_is_its_records_report(records_file, tmp_pat
     diff = records.check(records_file.parent, tmp_path)
     assert not diff, "\n".join([f"{records_file.parent / 'report.md'} is not its records' report; regenerate it with "
                                 f"`python -m sweeps.report {records_file}`:", *diff[:80]])
+
+
+def test_a_figure_typed_into_a_study_page_is_caught_unless_its_source_is_declared(tmp_path):
+    (tmp_path / "report.md").write_text("| v | 20 | 9.934 ± 1.082 | 8.485 |\nWilcoxon p = 0.0014\n")
+    page = tmp_path / "study.md"
+    page.write_text("Setup: lr 1.5e-3 and 0.25 momentum (not results).\n\n## Status and results\n\n"
+                    "V's best 8.485, mean 9.93, p = 0.0014, 12,158.5 nats; Greff's band 8.5–12.5.\n"
+                    "<!-- not from the report: 8.5, 12.5 (Greff et al. 2017, Fig. 4) -->\n")
+    assert records.unquoted(page, tmp_path / "report.md") == [
+        f"{page}: 9.93 is not in {tmp_path / 'report.md'}",  # rounded by hand: the report prints 9.934
+        f"{page}: 12,158.5 is not in {tmp_path / 'report.md'}"]
+    page.write_text("no results heading, 9.93\n")
+    assert records.unquoted(page, tmp_path / "report.md") == [f"{page}: no '## Status and results' or '## Results' heading"]
+
