@@ -7,8 +7,12 @@
     detectable        the difference a t-test detects with 80 % power, for given n, spread and alpha
     effects_against   per variant: both differences with intervals, and the detectable difference at alpha / m
     paired_compare_to Wilcoxon's signed-rank test on the draws a variant shares with the reference
-    importance        fANOVA (Hutter et al. 2014): the share of the test metric's variance that each
-                      hyperparameter, and the lr x hidden interaction, explains
+    analyse           fANOVA (Hutter et al. 2014) on a random forest fitted to the trials: the share of the
+                      forest's predicted variance each hyperparameter (and the cell, across variants) explains
+                      on its own, and the lr x hidden interaction; with the forest's out-of-bag R²
+    importance        analyse's shares alone
+    seed_noise        the seed-to-seed spread of repeated draws: the share no hyperparameter can explain
+    not_analysed      the hyperparameters a forest leaves out, and why
     importance_intervals  bootstrap intervals of those shares (trials resampled, forests refit)
     odd_settings      trials whose settings (outside the searched hyperparameters and the cell) are not
                       their task's majority's: a study that mixes code versions or settings
@@ -242,8 +246,13 @@ def paired_compare_to(by_variant: dict[str, list["Trial"]], reference: str = "v"
     return rows
 
 
+CELL = "cell"  # the variant, analysed as a category where a forest spans several
+
+
 def features(trials: list[Trial]) -> dict[str, np.ndarray]:
-    """The hyperparameters that vary across `trials`, on their search scale (see SCALES)."""
+    """The hyperparameters that vary across `trials`, on their search scale (see SCALES), and the cell as a
+    category (codes 0..k-1 of the variants in sorted order) where the trials span k > 1 variants: left out,
+    a pooled forest would credit a variant's difference to whichever hyperparameter it can split on."""
     out = {}
     for name, scale in SCALES.items():
         raw = [getattr(t, name) for t in trials]
@@ -252,7 +261,56 @@ def features(trials: list[Trial]) -> dict[str, np.ndarray]:
         col = scale(np.asarray(raw, dtype=float))
         if np.ptp(col) > 0:
             out[name] = col
+    variants = sorted({t.variant for t in trials})
+    if len(variants) > 1:
+        out[CELL] = np.array([variants.index(t.variant) for t in trials], dtype=float)
     return out
+
+
+def box(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """[d, 2] bounds fANOVA averages over: a numeric column's observed range; the cell's codes widened by a
+    half on each side, so each of its k variants weighs 1/k (the forest's splits fall between codes)."""
+    return np.array([[-0.5, c.max() + 0.5] if name == CELL else [c.min(), c.max()] for name, c in cols.items()])
+
+
+def not_analysed(trials: list[Trial]) -> list[tuple[str, str]]:
+    """The hyperparameters a forest on `trials` does not analyse, each with why: fixed, absent in some
+    trials (momentum beside Adam), or the seed, which is noise: it has no scale on which nearby values
+    behave alike, so a forest splitting on it would fit noise; its spread is `seed_noise`'s floor instead."""
+    out = []
+    for name in SCALES:
+        raw = [getattr(t, name) for t in trials]
+        if all(v is None for v in raw):
+            out.append((name, "not used (Adam)" if name == "momentum" else "absent"))
+        elif any(v is None for v in raw):
+            out.append((name, "absent in some trials"))
+        elif len(set(raw)) == 1:
+            out.append((name, f"fixed at {raw[0]:.4g}"))
+    seeds = {t.seed for t in trials}
+    if len(seeds) > 1:
+        out.append(("seed", "noise: see the seed-to-seed spread"))
+    elif None not in seeds:
+        out.append(("seed", f"fixed at {seeds.pop()}: its noise is in every trial, unmeasured"))
+    return out
+
+
+def seed_noise(trials: list[Trial]) -> dict | None:
+    """The seed-to-seed spread of the metric: over draws (variant and every searched hyperparameter alike)
+    run with more than one seed, the pooled within-draw variance, and its share of the metric's variance
+    over all `trials`. That share is a floor no hyperparameter can explain; fANOVA's forest fits part of it
+    anyway and credits it to the hyperparameters. None when no draw was repeated with another seed."""
+    groups: dict[tuple, list[float]] = {}
+    for t in trials:
+        groups.setdefault((t.variant, t.lr, t.hidden, t.momentum, t.input_noise), []).append(t.value)
+    repeated = [np.asarray(v) for v in groups.values() if len(v) > 1]
+    y = np.array([t.value for t in trials])
+    if not repeated or len(y) < 2:
+        return None
+    dof = sum(len(v) - 1 for v in repeated)
+    within = sum(float(((v - v.mean()) ** 2).sum()) for v in repeated) / dof
+    total = float(np.var(y, ddof=1))
+    return {"draws": len(repeated), "trials": sum(len(v) for v in repeated), "sd": math.sqrt(within),
+            "share": within / total if total > 0 else float("nan")}
 
 
 def off_scale(trials: list[Trial]) -> list[tuple[Trial, str]]:
@@ -268,15 +326,28 @@ def off_scale(trials: list[Trial]) -> list[tuple[Trial, str]]:
     return out
 
 
-def importance(trials: list[Trial], seed: int = 0, trees: int | None = None) -> tuple[dict[str, float] | None, str]:
-    """fANOVA shares of variance of the test metric, or None and the reason it could not be computed.
+@dataclass(frozen=True)
+class Importance:
+    shares: dict[str, float]  # effect -> share of the forest's variance; "other interactions" last
+    r2: float  # the forest's out-of-bag R²: how much of the metric's own variance the forest captures
+    columns: list[str]  # what the forest was fitted on, in order
 
-    Keys: each varying hyperparameter (main effect), "lr x hidden" (pure interaction, when both
-    vary) and "rest" (higher-order interactions, whatever the forest cannot split on). Trials off the
-    search scale (`off_scale`) are left out.
+
+OTHER = "other interactions"  # what the listed effects leave of the forest's variance
+
+
+def analyse(trials: list[Trial], seed: int = 0, trees: int | None = None,
+            oob: bool = True) -> tuple[Importance | None, str]:
+    """fANOVA of the test metric, or None and the reason it could not be computed.
+
+    A random forest is fitted to the trials (see `features`); fANOVA splits the variance of its prediction,
+    averaged uniformly over the box of values tried, into the main effect of each column (hyperparameter or
+    cell), the "lr x hidden" pure interaction (when both vary), and OTHER (every interaction not listed).
+    These are shares of the forest's variance, not of the metric's: the forest's out-of-bag R² (`oob`) says
+    how much of the metric's variance that is. Trials off the search scale (`off_scale`) are left out.
     """
-    left_out = {id(t) for t, _ in off_scale(trials)}
-    trials = [t for t in trials if id(t) not in left_out]
+    off = {id(t) for t, _ in off_scale(trials)}
+    trials = [t for t in trials if id(t) not in off]
     if len(trials) < MIN_TRIALS:
         return None, f"{len(trials)} trial{'s' * (len(trials) != 1)}"
     cols = features(trials)
@@ -287,11 +358,17 @@ def importance(trials: list[Trial], seed: int = 0, trees: int | None = None) -> 
         return None, "the test metric is the same in every trial"
     names = list(cols)
     pairs = [(names.index(a), names.index(b)) for a, b in INTERACTIONS if a in cols and b in cols]
-    shares = fanova_shares(np.column_stack([cols[n] for n in names]), y, [(i,) for i in range(len(names))] + pairs, seed,
-                           trees)
+    shares, r2 = fanova_shares(np.column_stack([cols[n] for n in names]), y, [(i,) for i in range(len(names))] + pairs,
+                               seed, trees, bounds=box(cols), oob=oob)
     out = {" x ".join(names[i] for i in key): float(v) for key, v in shares.items()}
-    out["rest"] = max(0.0, 1.0 - sum(out.values()))
-    return out, ""
+    out[OTHER] = max(0.0, 1.0 - sum(out.values()))
+    return Importance(out, r2, names), ""
+
+
+def importance(trials: list[Trial], seed: int = 0, trees: int | None = None) -> tuple[dict[str, float] | None, str]:
+    """`analyse`'s shares alone (no out-of-bag fit), as the bootstrap resamples need them."""
+    result, why = analyse(trials, seed, trees, oob=False)
+    return (result.shares if result else None), why
 
 
 # Trees in the fANOVA forest. Its shares move with the forest's seed: on docs/studies/greff_jsb's 90 trials,
@@ -300,11 +377,11 @@ TREES = 1024
 
 
 def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], seed: int = 0,
-                  trees: int | None = None) -> dict:
+                  trees: int | None = None, bounds: np.ndarray | None = None, oob: bool = False) -> tuple[dict, float]:
     """Share of the forest's variance explained by each subset of columns (fANOVA, Hutter et al. 2014).
 
     A regression forest (scikit-learn) is fit to (X, y); each tree is a set of leaves, boxes with a value,
-    over the box of observed values. The marginal of a subset U of columns averages a tree over the
+    over `bounds` (default: the box of observed values). The marginal of a subset U of columns averages a tree over the
     other columns, uniformly; its variance V_U, less the variances of U's proper subsets (so a pair's
     share is its pure interaction), divided by the tree's total variance, is U's share in that tree; the
     shares are averaged over the trees whose prediction varies. Leaves of at least 0.5 % of the trials
@@ -313,19 +390,22 @@ def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], 
     FanovaImportanceEvaluator computes the same main effects (tests/test_report.py: within 0.02 of the
     variance with the same leaf size, same ranking with these leaves), but gives no pair's interaction (lr x
     hidden), fixes its leaves at one trial, and reads a log-scale parameter on its raw scale.
+    Returns the shares and, with `oob`, the forest's out-of-bag R² (NaN without it).
     """
     from sklearn.ensemble import RandomForestRegressor
 
     leaf = leaf_size(len(y))
     forest = RandomForestRegressor(n_estimators=trees or TREES, max_depth=64, min_samples_split=2,
-                                   min_samples_leaf=leaf, random_state=seed).fit(X, y)
-    bounds = np.column_stack([X.min(axis=0), X.max(axis=0)])
+                                   min_samples_leaf=leaf, random_state=seed, oob_score=oob).fit(X, y)
+    if bounds is None:
+        bounds = np.column_stack([X.min(axis=0), X.max(axis=0)])
     per_tree = [_tree_shares(_leaves(e.tree_, bounds), bounds, subsets) for e in forest.estimators_]
     varying = [shares for shares in per_tree if shares is not None]
     if not varying:
         raise ValueError(f"fANOVA: the forest predicts a constant ({len(y)} trials, leaves of >= {leaf}); "
                          "nothing to attribute")
-    return {u: float(np.mean([shares[u] for shares in varying])) for u in subsets}
+    return ({u: float(np.mean([shares[u] for shares in varying])) for u in subsets},
+            float(forest.oob_score_) if oob else float("nan"))
 
 
 # The bootstrap intervals of the fANOVA shares: resamples of the trials, and trees per resample's forest.

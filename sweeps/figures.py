@@ -78,10 +78,10 @@ def importance_bars(shares: dict[str, dict[str, float]], path, title: str = "") 
     colors = plt.get_cmap("tab10")
     for i, effect in enumerate(effects):
         width = np.array([shares[g].get(effect, 0.0) for g in groups])
-        ax.barh(groups, width, left=left, label=effect, color=OTHER if effect == "rest" else colors(i))
+        ax.barh(groups, width, left=left, label=effect, color=OTHER if effect == "other interactions" else colors(i))
         left += width
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of the test metric's variance (fANOVA)")
+    ax.set_xlabel("share of the forest's predicted variance (fANOVA)")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     if title:
         ax.set_title(title, fontsize=10)

@@ -57,11 +57,13 @@ from these trials says why instead.
   hidden, momentum, input noise and seed), the draw's effect cancels in each pair's difference.
   Wilcoxon's signed-rank test on the complete pairs, Holm-corrected, with the number of pairs per
   comparison; the section says whether the design is paired or unpaired.
-- **Hyperparameter importance** (fANOVA, Hutter et al. 2014): the share of the test metric's variance
-  that each hyperparameter explains on its own, on the scale it is searched (lr and hidden: log10,
-  momentum: log10(1 − momentum)), plus the lr × hidden interaction; "rest" is higher-order interactions
-  and what no hyperparameter explains. Only hyperparameters that vary are analysed. The pooled row gets
-  bootstrap intervals (trials resampled, forests refit).
+- **Hyperparameter importance** (fANOVA, Hutter et al. 2014): a random forest fitted to the trials, and the
+  share of its predicted variance that each hyperparameter explains on its own, on the scale it is searched
+  (lr and hidden: log10, momentum: log10(1 − momentum)), plus the lr × hidden interaction and the other
+  interactions; pooled over variants, the cell is one more (categorical) column. Each share has a bootstrap
+  interval (trials resampled, forests refit); the forest's out-of-bag R² says how much of the metric's own
+  variance it captures. The seed is left out as noise, its measured spread reported as a floor; fixed
+  hyperparameters and trials off the search scale are named.
 - **Test metric against learning rate** (their Fig. 4): one point per trial, log-scale learning rate.
 - **Best trial per variant**: its hyperparameters and where its record lies.
 
@@ -385,51 +387,89 @@ def settings_section(odd: dict, kept: int) -> list[str]:
 
 
 def importance_section(trials: list[Trial], by_variant: dict, figure: Path) -> list[str]:
-    """fANOVA over all variants pooled (differences between variants then fall into "rest"), then per variant.
-    Trials with a hyperparameter off its search scale (lr=0 on a log scale) are left out, and named."""
-    left_out = evidence.off_scale(trials)
-    out_paths = {t.path for t, _ in left_out}
+    """fANOVA over all variants pooled (the cell a category in its forest), then per variant, each share with
+    its bootstrap interval; then what the forests left out (hyperparameters, the seed as noise with its
+    measured spread, trials off the search scale, groups too small). A task of one variant gets the pooled row only."""
+    off = evidence.off_scale(trials)
+    out_paths = {t.path for t, _ in off}
     trials = [t for t in trials if t.path not in out_paths]
     by_variant = {v: [t for t in ts if t.path not in out_paths] for v, ts in by_variant.items()}
-    groups = {"all variants": trials, **by_variant}
-    shares, skipped, md = {}, [], []
+    groups = {"all variants": trials, **(by_variant if len(by_variant) > 1 else {})}  # one variant: one row
+    results, intervals, skipped = {}, {}, []
     for group, ts in groups.items():
         try:
-            result, why = evidence.importance(ts)
+            result, why = evidence.analyse(ts)
         except ValueError as e:  # e.g. a forest that predicts a constant: nothing to attribute
             result, why = None, first_line(str(e))
         if result:
-            shares[group] = result
+            results[group] = result
+            intervals[group] = evidence.importance_intervals(ts)
         else:
             skipped.append(f"{group} ({why})")
-    if shares:
-        effects = list(dict.fromkeys(k for s in shares.values() for k in s))
-        figures.importance_bars(shares, figure, title=f"{trials[0].task}: share of the variance of test {trials[0].metric} (fANOVA)")
-        md += [table(["trials of", "n", *effects],
-                     [[g, len(groups[g]), *[f"{100 * s.get(e, 0):.1f} %" for e in effects]] for g, s in shares.items()]),
-               "", f"![fANOVA]({figure.name})", ""]
-    if "all variants" in shares:
-        md += importance_intervals(trials)
+    md = [IMPORTANCE_LEAD, ""]
+    if results:
+        effects = list(dict.fromkeys(k for r in results.values() for k in r.shares))
+        figures.importance_bars({f"{g} (R² {r.r2:.2f})": r.shares for g, r in results.items()}, figure,
+                                title=f"{trials[0].task}: fANOVA shares of the forest's variance of test {trials[0].metric}")
+        md += [table(["trials of", "n", "forest R² (out of bag)", *effects],
+                     [[g, len(groups[g]), f"{r.r2:.2f}", *[share_cell(r.shares, intervals[g][0], e) for e in effects]]
+                      for g, r in results.items()]), "",
+               f"![fANOVA]({figure.name})", "",
+               f"In brackets, each share's 95 % bootstrap interval: {evidence.FANOVA_RESAMPLES} resamples of the row's trials "
+               f"(with replacement), each forest refit with {evidence.FANOVA_RESAMPLE_TREES} trees (the shares: "
+               f"{evidence.TREES}) to bound the cost; the smaller forests' own noise widens the "
+               "intervals, and as each sees fewer distinct trials (its leaves smooth more) a share can lie outside its "
+               "interval. Resamples "
+               "whose forest split: " + ", ".join(f"{g} {intervals[g][1]}" for g in results) + ".", ""]
+    md += left_out_lines(trials, groups, results)
     if skipped:
         md += [f"Not analysed (fANOVA needs {evidence.MIN_TRIALS} trials and a varying hyperparameter): "
                + "; ".join(skipped) + ".", ""]
-    if left_out:
+    if off:
         md += [f"Left out of fANOVA, a hyperparameter off its search scale (lr and hidden: log10, momentum: "
-               f"log10(1 − momentum)): " + "; ".join(f"`{t.path}` ({why})" for t, why in left_out) + ".", ""]
+               f"log10(1 − momentum)): " + "; ".join(f"`{t.path}` ({why})" for t, why in off) + ".", ""]
     return md
 
 
-def importance_intervals(trials: list[Trial]) -> list[str]:
-    """Bootstrap intervals of the pooled row's shares (sweeps.evidence.importance_intervals)."""
-    bounds, used = evidence.importance_intervals(trials)
-    lead = (f"95 % bootstrap intervals of the shares over all variants pooled: {used} of {evidence.FANOVA_RESAMPLES} "
-            f"resamples of the {len(trials)} trials (with replacement) gave a forest that splits, each refit with "
-            f"{evidence.FANOVA_RESAMPLE_TREES} trees (the table above: {evidence.TREES}) to bound the cost; the smaller "
-            "forests' own noise widens the intervals. The per-variant rows have none.")
-    if not bounds:
-        return [lead, "", "No resample gave shares.", ""]
-    return [lead, "", table(["trials of", "resamples", *bounds],
-                            [["all variants", used, *[f"{100 * lo:.1f}–{100 * hi:.1f} %" for lo, hi in bounds.values()]]]), ""]
+IMPORTANCE_LEAD = (
+    "What this measures: a random forest is fitted to each row's trials (test metric against the varying "
+    "hyperparameters, each on its search scale, and, where the row spans several variants, the cell as a "
+    "category). fANOVA splits the variance of the forest's prediction, averaged over the box of values tried "
+    "(each variant weighted alike), into what each one explains on its own (its main effect), the lr × hidden "
+    "interaction, and the other interactions. These are shares of the forest's variance, not of the metric's: "
+    "noise the forest fitted is credited to hyperparameters, and a single varying hyperparameter gets 100 % by "
+    "construction. The forest's out-of-bag R² says how much of the metric's variance it captures at all (near or below 0: "
+    "it does not predict trials it did not see, and its shares say little); the seed-to-seed spread below, "
+    "where measured, how much no hyperparameter can explain.")
+
+
+def share_cell(shares: dict, bounds: dict, effect: str) -> str:
+    """"58.8 % (18.9–95.6)": the share and its bootstrap interval; an effect absent from a row reads "–"."""
+    if effect not in shares:
+        return "–"
+    lo, hi = bounds.get(effect, (math.nan, math.nan))
+    return f"{100 * shares[effect]:.1f} % ({100 * lo:.1f}–{100 * hi:.1f})"
+
+
+def left_out_lines(trials: list[Trial], groups: dict, results: dict) -> list[str]:
+    """What the forests did not see: the hyperparameters left out (and why) and the seed's noise floor."""
+    md = []
+    skipped = evidence.not_analysed(trials)
+    if skipped:
+        md += ["Not in the forests: " + "; ".join(f"{name} ({why})" for name, why in skipped)
+               + ("; the cell is a column of the pooled row only (one variant per other row)" if len(groups) > 1 else "")
+               + ".", ""]
+    floors = {g: evidence.seed_noise(ts) for g, ts in groups.items()}
+    measured = {g: f for g, f in floors.items() if f}
+    if measured:
+        md += ["Seed-to-seed spread (draws alike in variant and every searched hyperparameter, run with several "
+               "seeds): " + "; ".join(f"{g}: sd {f['sd']:.3g} over {f['draws']} draws ({f['trials']} trials), "
+                                      f"{100 * f['share']:.1f} % of the metric's variance" for g, f in measured.items())
+               + ". That share is noise no hyperparameter can explain.", ""]
+    elif len({t.seed for t in trials}) > 1:
+        md += ["Seed-to-seed spread: not measured, no draw was run with more than one seed; what the forest "
+               "credits to a hyperparameter may partly be that noise.", ""]
+    return md
 
 
 def ranking_table(by_variant: dict, metric: str, mode: str) -> str:

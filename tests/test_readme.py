@@ -156,3 +156,5 @@ def test_ci_runs_the_readmes_test_command_and_the_slow_tier_and_stops_at_a_failu
     lines = [line.strip() for line in ci.splitlines()]
     assert any(line.startswith(fast + " ") or line == fast for line in lines) and "set -euo pipefail" in lines
     assert any(line.startswith("python -m pytest -m slow") for line in lines)
+    # the slow tier's browser test skips without Chromium: CI installs it, so there it runs
+    assert any("apt-get install" in line and line.endswith(("chromium", "chromium >/dev/null")) for line in lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import matplotlib.image
 import numpy as np
@@ -99,7 +100,7 @@ def test_a_metric_that_depends_only_on_lr_gives_lr_the_largest_importance():
     lrs, hiddens, noises, rng = random_space(60)
     values = -(np.log10(lrs) + 4) ** 2 + 0.05 * rng.normal(size=60)
     shares, why = evidence.importance(trials_from(values, lrs, hiddens, noises))
-    assert why == "" and set(shares) == {"lr", "hidden", "input_noise", "lr x hidden", "rest"}
+    assert why == "" and set(shares) == {"lr", "hidden", "input_noise", "lr x hidden", evidence.OTHER}
     assert shares["lr"] > 0.8
     assert max(shares, key=shares.get) == "lr"
 
@@ -112,17 +113,92 @@ def test_a_pure_lr_hidden_interaction_is_found_as_the_interaction():
     assert max(shares, key=shares.get) == "lr x hidden"
 
 
+def population(values, lrs, variants, seeds):
+    """Trials of a population run: lr, cell and seed vary; hidden, noise and the optimizer (Adam) are fixed."""
+    return [Trial(path=str(i), task="t", variant=v, metric="m", mode="max", value=float(y), status="completed",
+                  lr=float(lr), hidden=128, momentum=None, input_noise=0.0, seed=int(s))
+            for i, (y, lr, v, s) in enumerate(zip(values, lrs, variants, seeds))]
+
+
+def test_a_metric_that_depends_on_the_cell_only_gives_the_cell_the_share():
+    """Pooled over variants, the cell is a column of the forest: without it the forest could only credit the
+    variants' difference to lr (the issue's "lr 100.0 %" on a population sweep)."""
+    rng = np.random.default_rng(0)
+    variants = np.repeat(["gru", "np", "v"], 12)
+    lrs = 10 ** rng.uniform(-4, -2, 36)
+    values = np.select([variants == "gru", variants == "np"], [0.9, 0.7], 0.8) + 0.001 * rng.normal(size=36)
+    result, why = evidence.analyse(population(values, lrs, variants, range(36)))
+    assert why == "" and result.columns == ["lr", "cell"]
+    assert result.shares["cell"] > 0.9 and result.shares["lr"] < 0.05
+    assert result.r2 > 0.9  # the forest captures the variants' difference
+
+
+def test_on_a_population_sweep_lr_no_longer_takes_everything_and_the_seed_is_a_measured_floor():
+    """The issue's sweep: lr, cell and seed vary; each (cell, lr) draw runs with 3 seeds. The metric depends on
+    lr and the cell, plus seed noise of known size: the cell gets a share, the seed is not a column, and its
+    spread is measured as the noise floor (within-draw variance over the total)."""
+    rng = np.random.default_rng(1)
+    draws = [(v, lr) for v in ("v", "gru") for lr in (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)]
+    variants, lrs, seeds = zip(*[(v, lr, s) for v, lr in draws for s in range(3)])
+    variants, lrs = np.array(variants), np.array(lrs)
+    noise = 0.02 * rng.normal(size=len(lrs))
+    values = -0.1 * (np.log10(lrs) + 3) ** 2 + 0.1 * (variants == "gru") + noise
+    trials = population(values, lrs, variants, seeds)
+    result, _ = evidence.analyse(trials)
+    assert result.columns == ["lr", "cell"] and 0.2 < result.shares["cell"] < 0.8 and result.shares["lr"] < 0.8
+    floor = evidence.seed_noise(trials)
+    assert floor["draws"] == 10 and floor["trials"] == 30
+    assert floor["sd"] == pytest.approx(0.02, rel=0.35)
+    assert floor["share"] == pytest.approx(np.var(noise, ddof=1) / np.var(values, ddof=1), rel=0.5)
+    assert ("seed", "noise: see the seed-to-seed spread") in evidence.not_analysed(trials)
+
+
+def test_the_seed_noise_floor_is_the_pooled_within_draw_variance_over_the_total():
+    """Two draws, each run with two seeds: values 1, 3 and 10, 12. Within: (2 + 2) / 2 = 2; total: 85 / 3."""
+    trials = population([1, 3, 10, 12], [1e-3, 1e-3, 1e-2, 1e-2], ["v"] * 4, range(4))
+    floor = evidence.seed_noise(trials)
+    assert floor == {"draws": 2, "trials": 4, "sd": pytest.approx(math.sqrt(2)), "share": pytest.approx(2 / (85 / 3))}
+    assert evidence.seed_noise(trials[::2]) is None  # no draw repeated: nothing to measure
+
+
+def test_what_the_forest_leaves_out_is_named_with_why():
+    trials = population(range(12), 10 ** np.linspace(-4, -2, 12), ["v"] * 12, [0] * 12)
+    assert evidence.not_analysed(trials) == [("hidden", "fixed at 128"), ("momentum", "not used (Adam)"),
+                                             ("input_noise", "fixed at 0"),
+                                             ("seed", "fixed at 0: its noise is in every trial, unmeasured")]
+
+
+def test_the_report_says_what_fanova_measures_and_names_the_seed_floor_and_what_it_left_out(tmp_path):
+    """A population sweep's records (lr, cell, seed vary; Adam; hidden fixed) through the whole report."""
+    rng = np.random.default_rng(2)
+    for cell in ("v", "gru"):
+        for lr in (1e-4, 1e-3, 1e-2):
+            for seed in range(2):
+                write_record(tmp_path / f"{cell}-{lr}-{seed}", cell=cell, lr=lr, seed=seed, momentum=None,
+                             value=0.8 + 0.05 * (cell == "gru") - 0.02 * abs(math.log10(lr) + 3) + 0.002 * rng.normal())
+    report.write_report(tmp_path)
+    fanova = section((tmp_path / "report" / "report.md").read_text(), "Hyperparameter importance", "###")
+    assert "shares of the forest's variance, not of the metric's" in fanova and "out-of-bag R²" in fanova
+    assert "what no hyperparameter explains" not in fanova and "| rest |" not in fanova
+    header = next(line for line in fanova.splitlines() if line.startswith("| trials of"))
+    assert "| lr | cell | other interactions |" in header
+    assert "Not in the forests: hidden (fixed at 64); momentum (not used (Adam)); input_noise (fixed at 0); " \
+           "seed (noise: see the seed-to-seed spread)" in fanova
+    assert re.search(r"Seed-to-seed spread .*all variants: sd [0-9.e-]+ over 6 draws \(12 trials\)", fanova)
+    assert "Not analysed (fANOVA needs 10 trials and a varying hyperparameter): v (6 trials); gru (6 trials)." in fanova
+
+
 def test_fanova_attributes_a_one_column_function_to_that_column():
     """evidence.fanova_shares, on scikit-learn's public tree arrays, against a known answer."""
     X = np.random.default_rng(0).uniform(0, 1, (50, 2))
-    shares = evidence.fanova_shares(X, np.sin(3 * X[:, 0]), [(0,), (1,), (0, 1)])
+    shares, _ = evidence.fanova_shares(X, np.sin(3 * X[:, 0]), [(0,), (1,), (0, 1)])
     assert shares[(0,)] > 0.95 and shares[(1,)] < 0.02 and shares[(0, 1)] < 0.02
 
 
 def test_importance_analyses_only_what_varies_and_skips_too_few_trials():
     lrs, hiddens, noises, _ = random_space(30)
     shares, _ = evidence.importance(trials_from(np.log10(lrs), lrs, [64] * 30, [0.0] * 30))
-    assert set(shares) == {"lr", "rest"}  # hidden and noise are fixed; momentum is absent (Adam)
+    assert set(shares) == {"lr", evidence.OTHER}  # hidden and noise are fixed; momentum is absent (Adam)
     shares, why = evidence.importance(trials_from(np.log10(lrs[:5]), lrs[:5], hiddens[:5], noises[:5]))
     assert shares is None and why == "5 trials"
 
@@ -208,13 +284,19 @@ def test_report_marks_the_shifted_variant_significant_and_ranks_by_the_metric(sw
 
 def test_report_finds_lr_most_important_in_each_variant(sweep):
     mnist = section((sweep / "report" / "report.md").read_text(), "mnist")
-    fanova = section(mnist, "Hyperparameter importance", "###").split("95 % bootstrap intervals")[0]  # the shares' table
+    fanova = section(mnist, "Hyperparameter importance", "###")
     header, _, *rows = [line.strip("| ").split(" | ") for line in fanova.splitlines() if line.startswith("|")]
-    assert header == ["trials of", "n", "lr", "hidden", "momentum", "input_noise", "lr x hidden", "rest"]
+    assert header == ["trials of", "n", "forest R² (out of bag)", "lr", "hidden", "momentum", "input_noise", "cell",
+                      "lr x hidden", "other interactions"]
     assert [row[:2] for row in rows] == [["all variants", "120"], ["v", "40"], ["nig", "40"], ["np", "40"]]
-    for row in rows:
-        shares = {h: float(v.rstrip(" %")) for h, v in zip(header[2:], row[2:])}
+    for row in rows:  # "96.1 % (90.2–98.0)": every share with its bootstrap interval; the cell only where pooled
+        cells = dict(zip(header[3:], row[3:]))
+        assert (cells["cell"] == "–") == (row[0] != "all variants"), row
+        shares = {h: float(v.split(" %")[0]) for h, v in cells.items() if v != "–"}
+        assert all(re.fullmatch(r"\d+\.\d % \(\d+\.\d–\d+\.\d\)", v) for v in cells.values() if v != "–"), row
         assert shares["lr"] > 50 and max(shares, key=shares.get) == "lr", row
+        assert 0.6 < float(row[2]) <= 1, row  # lr and the shift explain most; the rest is seed noise and the fit
+    assert "Not in the forests: seed (noise: see the seed-to-seed spread)" in fanova
 
 
 def test_a_task_with_few_trials_and_no_reference_is_reported_with_notes(sweep):
@@ -298,7 +380,7 @@ def test_a_failing_fanova_is_named_per_group_and_the_report_goes_on(tmp_path, mo
     def constant_forest(trials, seed=0):
         raise ValueError("fANOVA: the forest predicts a constant; nothing to attribute")
 
-    monkeypatch.setattr(evidence, "importance", constant_forest)
+    monkeypatch.setattr(evidence, "analyse", constant_forest)
     for i, lr in enumerate((1e-3, 3e-3, 1e-2)):
         write_record(tmp_path / str(i), lr=lr, value=0.9 + 0.01 * i, momentum=None, seed=i)
     report.write_report(tmp_path)
@@ -310,7 +392,7 @@ def test_a_failing_fanova_is_named_per_group_and_the_report_goes_on(tmp_path, mo
 def test_fanova_splits_an_additive_function_by_its_terms_variances():
     """y = x0 + 2 x1 on a uniform square: Var shares 1/5 and 4/5, no interaction."""
     X = np.random.default_rng(1).uniform(0, 1, (400, 2))
-    shares = evidence.fanova_shares(X, X[:, 0] + 2 * X[:, 1], [(0,), (1,), (0, 1)])
+    shares, _ = evidence.fanova_shares(X, X[:, 0] + 2 * X[:, 1], [(0,), (1,), (0, 1)])
     assert shares[(0,)] == pytest.approx(0.2, abs=0.06) and shares[(1,)] == pytest.approx(0.8, abs=0.06)
     assert shares[(0, 1)] < 0.03
 
@@ -495,8 +577,9 @@ def test_the_report_says_when_there_is_nothing_to_pair_and_gives_every_new_secti
                if line.startswith("| nig")]
     low, high = map(float, effects[0][2].split("[")[1].rstrip("]").split(", "))
     assert low < -0.03 + 0.01 and high > -0.03 - 0.01 and high < 0  # the 0.03 shift (plus the draws' spread)
-    intervals = section(mnist, "Hyperparameter importance", "###").split("95 % bootstrap intervals")[1]
-    assert f"each refit with {evidence.FANOVA_RESAMPLE_TREES} trees" in intervals and "| all variants | 30 |" in intervals
+    intervals = section(mnist, "Hyperparameter importance", "###").split("95 % bootstrap interval")[1]
+    assert f"each forest refit with {evidence.FANOVA_RESAMPLE_TREES} trees" in intervals
+    assert "Resamples whose forest split: all variants 30, v 30, nig 30, np 30." in intervals
 
 
 @pytest.mark.slow
@@ -528,13 +611,13 @@ def test_fanova_main_effects_agree_with_optunas_fanova_evaluator_on_one_syntheti
     theirs = optuna.importance.FanovaImportanceEvaluator(seed=0).evaluate(study)  # shares of the variance
     main_effects = [(i,) for i in range(4)]
 
-    ours = evidence.fanova_shares(X, y, main_effects)
+    ours, _ = evidence.fanova_shares(X, y, main_effects)
     assert sorted(names, key=lambda n: -ours[(names.index(n),)]) == sorted(names, key=lambda n: -theirs[n]) \
         == ["lr", "hidden", "momentum", "input_noise"]
     assert all(ours[(i,)] == pytest.approx(theirs[n], abs=0.1) for i, n in enumerate(names))
 
     monkeypatch.setattr(evidence, "leaf_size", lambda n: 1)  # Optuna's forest: leaves of a single trial
-    alike = evidence.fanova_shares(X, y, main_effects)
+    alike, _ = evidence.fanova_shares(X, y, main_effects)
     assert all(alike[(i,)] == pytest.approx(theirs[n], abs=0.02) for i, n in enumerate(names))
 
 
