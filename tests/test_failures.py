@@ -40,6 +40,19 @@ def train_py(*overrides: str, cwd: Path = ROOT, timeout: int = 300) -> subproces
 
 
 # ---------------------------------------------------------------------------------------------------
+# A refused config
+
+
+def test_a_refused_config_is_said_in_one_line_with_one_full_stop(tmp_path, caplog):
+    with pytest.raises(ValueError):
+        train(compose_config("grad_clip=-1", "input_noise=-1"), tmp_path / "run")
+    (line,) = [m for m in caplog.messages if "nothing was trained" in m]
+    assert line.startswith("Bad config: ")
+    assert "got -1.0; nothing was trained (record: " in line and ".;" not in line  # was "got -1.0.; nothing ..."
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "failed"
+
+
+# ---------------------------------------------------------------------------------------------------
 # A rerun into a folder that holds another config's run
 
 

@@ -166,7 +166,7 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
             record.write_result({"status": "failed", "error": f"{type(e).__name__}: {e}", "run_dir": str(run_dir),
                                  "config": OmegaConf.to_container(cfg, resolve=False)})
             record.write_job_configs(job_configs)
-        log.error("%s; nothing was trained (record: %s)", e, record.result_path)
+        log.error("%s; nothing was trained (record: %s)", str(e).rstrip("."), record.result_path)  # one full stop
         raise logged(e)
     if (previous.get("status") in FINISHED and "config" in previous and previous["config"].get("epochs") == resolved["epochs"]
             and run_identity(previous["config"]) == run_identity(resolved)):
