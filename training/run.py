@@ -378,10 +378,10 @@ def logged(error: BaseException) -> BaseException:
 
 
 def mark_interrupted(run: Run, stop: Interrupted) -> None:
-    """SIGTERM or SIGINT stopped the run between two steps (training/interrupt.py): its last completed epoch's
-    checkpoint, which its records describe, is waited for, and result.json says `interrupted`, so rerunning
-    resumes from there. A rerun of a finished run interrupted before it added an epoch puts the finished
-    record back, noting the interruption."""
+    """SIGTERM, SIGINT or a preemption signal stopped the run between two steps (training/interrupt.py): its
+    last completed epoch's checkpoint, which its records describe, is waited for, and result.json says
+    `interrupted`, so rerunning (or submitit's requeue) resumes from there. A rerun of a finished run
+    interrupted before it added an epoch puts the finished record back, noting the interruption."""
     if run.ckpt is not None:
         run.ckpt.close()  # Orbax writes in the background: the last epoch's checkpoint is on disk after this
     epoch = run.meta["epoch"]
@@ -394,8 +394,9 @@ def mark_interrupted(run: Run, stop: Interrupted) -> None:
         run.result.update(final_fields(run.record, run.meta, "interrupted", time.time() - run.meta["wall_seconds"]),
                           stopped_early=False, signal=stop.name)
         run.record.write_result(run.result)
-        where = f"rerun the same command to resume from epoch {epoch}'s checkpoint" if epoch else \
-            "no epoch was completed: rerunning starts it afresh"
+        again = "its job is requeued" if interrupt.scheduler_handler(stop) else "rerun the same command"
+        where = f"{again} to resume from epoch {epoch}'s checkpoint" if epoch else \
+            f"no epoch was completed: {again} to start it afresh"
         log.warning("%s%s in epoch %d; %s (record: %s)", run_prefix(run), stop, epoch + 1, where, run.record.result_path)
     if run.tracker is not None:
         run.tracker.finish(failed=True)
