@@ -301,6 +301,9 @@ def test_sigterm_mid_epoch_exits_143_as_interrupted_and_the_rerun_equals_an_unin
 # dies (measured: exit -12, the job's process left running unsignalled, nothing requeued).
 
 
+REQUEUED = "submitit requeues its job (unless it timed out too often: then rerun the command)"  # its line says
+
+
 def preempt_once_every_trial_saved_epoch_1(proc, sweep_dir: Path, trials: int) -> None:
     """USR2 to the job's process (named by its trials' run.lock) once each of its `trials` saved epoch 1."""
     deadline = time.time() + 400
@@ -335,7 +338,7 @@ def same_numbers(result: dict, reference: dict, rel: float = 0.0) -> None:
 def resumed_once_from_epoch_1(run_dir: Path, log_text: str) -> None:
     """The run's lines (its train.log, or for a population's trials the job's stderr) and records: stopped once by
     USR2 in epoch 2 and requeued, resumed once from epoch 1 by a new process, each epoch's line once."""
-    stopped = "interrupted by SIGUSR2 in epoch 2; its job is requeued to resume from epoch 1's checkpoint (record: "
+    stopped = f"interrupted by SIGUSR2 in epoch 2; {REQUEUED} to resume from epoch 1's checkpoint (record: "
     assert log_text.count(f"{stopped}{run_dir / 'result.json'})") == 1, log_text
     assert log_text.count(f"resuming {run_dir} from epoch 1") == 1, log_text
     lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -361,7 +364,7 @@ def test_the_preemption_signal_stops_the_run_first_then_goes_to_the_schedulers_h
         record = json.loads((tmp_path / "run" / "result.json").read_text())
         assert (record["status"], record["epochs_completed"], record["signal"]) == ("interrupted", 1, "SIGUSR2")
         (line,) = [m for m in caplog.messages if "interrupted by" in m]
-        assert "interrupted by SIGUSR2 in epoch 2; its job is requeued to resume from epoch 1's checkpoint" in line
+        assert f"interrupted by SIGUSR2 in epoch 2; {REQUEUED} to resume from epoch 1's checkpoint" in line
         hand_over(stop.value)
         assert called == [signal.SIGUSR2]
         hand_over(Interrupted(signal.SIGTERM))  # SIGTERM and SIGINT end the process: nothing is handed over

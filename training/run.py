@@ -394,7 +394,8 @@ def mark_interrupted(run: Run, stop: Interrupted) -> None:
         run.result.update(final_fields(run.record, run.meta, "interrupted", time.time() - run.meta["wall_seconds"]),
                           stopped_early=False, signal=stop.name)
         run.record.write_result(run.result)
-        again = "its job is requeued" if interrupt.scheduler_handler(stop) else "rerun the same command"
+        again = ("submitit requeues its job (unless it timed out too often: then rerun the command)"
+                 if interrupt.scheduler_handler(stop) else "rerun the same command")
         where = f"{again} to resume from epoch {epoch}'s checkpoint" if epoch else \
             f"no epoch was completed: {again} to start it afresh"
         log.warning("%s%s in epoch %d; %s (record: %s)", run_prefix(run), stop, epoch + 1, where, run.record.result_path)
