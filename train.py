@@ -14,7 +14,7 @@ from hydra.types import RunMode
 import training
 from training.config import check_command_line
 from training.devices import configure_host
-from training.interrupt import Interrupted
+from training.interrupt import Interrupted, hand_over
 from training.logs import configure_logging, quiet_handler_errors
 from training.records import job_configs
 
@@ -35,6 +35,9 @@ def main(cfg) -> float | None:
     files = job_configs(cfg, HydraConfig.instance().cfg, hc.overrides.task) if hc.output_subdir is None else None
     try:
         result = training.train(cfg, run_dir=hc.runtime.output_dir, job_configs=files)
+    except Interrupted as e:  # recorded as interrupted; under submitit (launch=slurm) its handler requeues the job
+        hand_over(e)
+        raise
     except Exception as e:
         if hc.mode == RunMode.MULTIRUN:
             return None  # the trial is recorded and the sweep goes on

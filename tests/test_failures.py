@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +38,19 @@ def train_py(*overrides: str, cwd: Path = ROOT, timeout: int = 300) -> subproces
     env = {**os.environ, "WANDB_MODE": "disabled"}
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=cwd, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A refused config
+
+
+def test_a_refused_config_is_said_in_one_line_with_one_full_stop(tmp_path, caplog):
+    with pytest.raises(ValueError):
+        train(compose_config("grad_clip=-1", "input_noise=-1"), tmp_path / "run")
+    (line,) = [m for m in caplog.messages if "nothing was trained" in m]
+    assert line.startswith("Bad config: ")
+    assert "got -1.0; nothing was trained (record: " in line and ".;" not in line  # was "got -1.0.; nothing ..."
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "failed"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -194,22 +208,53 @@ def test_a_signal_mid_run_stops_it_as_interrupted_and_the_rerun_ends_as_an_unint
     assert resumed["final"] == reference["final"]
 
 
+def signal_as_every_part_starts_epoch(monkeypatch, epoch: int, signum: int, parts: int) -> None:
+    """The signal arrives once every part of a population has reached `epoch`, and each part trains it only once the
+    signal is handled. A population on several CPU devices trains one part per device, each in its own thread
+    (training.population._fit_on_devices) and not in lockstep with the others: a signal sent as one part starts an
+    epoch finds another wherever it is, compiling or mid-epoch (with 2 devices: epochs_completed [2, 0] in 3 of 3
+    runs here under load), and each records, truthfully, the epochs it completed."""
+    from training import interrupt
+    from training.population import PopulationSteps
+
+    barrier = threading.Barrier(parts, action=lambda: os.kill(os.getpid(), signum))  # the last part to arrive sends it
+    original = PopulationSteps.train_epoch
+
+    def train_epoch(self, e):
+        if e == epoch:
+            barrier.wait(timeout=300)
+            deadline = time.time() + 60
+            while True:  # the handler runs in the main thread: wait until it has recorded the signal
+                try:
+                    interrupt.check()
+                except interrupt.Interrupted:
+                    break
+                assert time.time() < deadline, "the signal was not handled"
+                time.sleep(0.01)
+        return original(self, e)
+
+    monkeypatch.setattr(PopulationSteps, "train_epoch", train_epoch)
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="flaky under heavy load (1 of 2 runs on 2026-12-06: the second trial's record said "
-                   "epochs_completed 1 instead of 2); issue 26's note: cause not found yet, to fix next session")
 def test_a_signalled_population_records_every_trial_as_interrupted_and_each_resumes(tmp_path, monkeypatch):
+    import jax
+
     from training.interrupt import Interrupted
-    from training.population import PopulationSteps, train_population
+    from training.population import train_population
 
     cfgs = [compose_config("epochs=3", f"lr={lr}", f"hidden={h}") for lr, h in ((0.01, 8), (0.03, 13))]
     dirs = [tmp_path / "p0", tmp_path / "p1"]
     reference = train_population(cfgs, [tmp_path / "r0", tmp_path / "r1"])
+    devices = jax.devices()  # one part per CPU device (at most one per trial), as _fit_on_devices splits them
+    parts = min(len(devices), len(cfgs)) if devices[0].platform == "cpu" else 1
     with monkeypatch.context() as m:
-        signal_in_epoch(m, PopulationSteps, 3, signal.SIGTERM)
+        signal_as_every_part_starts_epoch(m, 3, signal.SIGTERM, parts)
         with pytest.raises(Interrupted):
             train_population(cfgs, dirs)
     assert [json.loads((d / "result.json").read_text())["status"] for d in dirs] == ["interrupted"] * 2
     assert [json.loads((d / "result.json").read_text())["epochs_completed"] for d in dirs] == [2, 2]
+    assert [len((d / "metrics.jsonl").read_text().splitlines()) for d in dirs] == [2, 2]
     resumed = train_population(cfgs, dirs)
     assert [r["status"] for r in resumed] == ["completed"] * 2
     assert [r["test"] for r in resumed] == [r["test"] for r in reference]
@@ -244,6 +289,133 @@ def test_sigterm_mid_epoch_exits_143_as_interrupted_and_the_rerun_equals_an_unin
         assert result[key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7)
     for key in ("train", "valid", "test"):
         assert result["final"][key] == pytest.approx(reference["final"][key], rel=1e-6, abs=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preemption under submitit: the job is requeued and resumes
+#
+# Slurm preempts (or nears a time limit) by sending submitit's signal, USR2, to the job's process
+# (`scancel --signal=USR2`, submitit's SlurmJob._interrupt). submitit's local executor runs the same job
+# code in a process of its own, so the tests send USR2 to that process (the PID in a trial's run.lock):
+# LocalJob._interrupt cannot be used, as it signals the local controller, which has no USR2 handler and
+# dies (measured: exit -12, the job's process left running unsignalled, nothing requeued).
+
+
+REQUEUED = "submitit requeues its job (unless it timed out too often: then rerun the command)"  # its line says
+
+
+def preempt_once_every_trial_saved_epoch_1(proc, sweep_dir: Path, trials: int) -> None:
+    """USR2 to the job's process (named by its trials' run.lock) once each of its `trials` saved epoch 1."""
+    deadline = time.time() + 400
+    while len(list(sweep_dir.glob("*/checkpoints/1"))) < trials:
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.02)
+    (pid,) = {json.loads(p.read_text())["pid"] for p in sweep_dir.glob("*/run.lock")}  # all in one job's process
+    os.kill(pid, signal.SIGUSR2)  # epoch 2 has just begun: ~1000 steps to go
+
+
+def job_logs(sweep_dir: Path, stream: str = "*") -> str:
+    """The submitit jobs' logs: `stream` out, err, or * for both."""
+    return "".join(p.read_text() for p in sorted((sweep_dir / ".submitit").rglob(f"*_log.{stream}")))
+
+
+def requeues_in(sweep_dir: Path) -> None:
+    """The jobs' logs hold one preemption and one requeue."""
+    logs = job_logs(sweep_dir)
+    assert "Caught signal SIGUSR2" in logs and "this job is preempted" in logs, logs
+    assert len(re.findall(r"^submitit INFO \(.*\) - Requeued job", logs, re.M)) == 1, logs  # submitit's own format
+
+
+def same_numbers(result: dict, reference: dict, rel: float = 0.0) -> None:
+    assert result["status"] == "completed" and result["epochs_completed"] == reference["epochs_completed"]
+    assert result["best_epoch"] == reference["best_epoch"]
+    for key in ("valid", "test"):
+        assert result[key] == pytest.approx(reference[key], rel=rel, abs=rel and 1e-7)
+    for key in ("train", "valid", "test"):
+        assert result["final"][key] == pytest.approx(reference["final"][key], rel=rel, abs=rel and 1e-7)
+
+
+def resumed_once_from_epoch_1(run_dir: Path, log_text: str) -> None:
+    """The run's lines (its train.log, or for a population's trials the job's stderr) and records: stopped once by
+    USR2 in epoch 2 and requeued, resumed once from epoch 1 by a new process, each epoch's line once."""
+    stopped = f"interrupted by SIGUSR2 in epoch 2; {REQUEUED} to resume from epoch 1's checkpoint (record: "
+    assert log_text.count(f"{stopped}{run_dir / 'result.json'})") == 1, log_text
+    assert log_text.count(f"resuming {run_dir} from epoch 1") == 1, log_text
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [l["epoch"] for l in lines] == [1, 2, 3]
+    assert ["compile_seconds" in l for l in lines] == [True, True, False]  # a process's first epoch: 2 was a new one's
+    assert not (run_dir / "run.lock").exists()
+
+
+def test_the_preemption_signal_stops_the_run_first_then_goes_to_the_schedulers_handler(tmp_path, monkeypatch, caplog):
+    """In-process, with a stand-in for submitit's USR2 handler (checkpoint and requeue): it is not called mid-step,
+    only by hand_over once the record says interrupted; the population launcher's job callable is checkpointable."""
+    from hydra_plugins.odyssey_population import PopulationJob
+    from training.interrupt import Interrupted, hand_over
+    from training.loop import LoneSteps
+
+    called = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: called.append(signum))
+    try:
+        signal_in_epoch(monkeypatch, LoneSteps, 2, signal.SIGUSR2)
+        with pytest.raises(Interrupted) as stop:
+            train(compose_config("epochs=3"), tmp_path / "run")
+        assert called == []  # the run stopped at a step boundary and recorded itself before anyone requeues it
+        record = json.loads((tmp_path / "run" / "result.json").read_text())
+        assert (record["status"], record["epochs_completed"], record["signal"]) == ("interrupted", 1, "SIGUSR2")
+        (line,) = [m for m in caplog.messages if "interrupted by" in m]
+        assert f"interrupted by SIGUSR2 in epoch 2; {REQUEUED} to resume from epoch 1's checkpoint" in line
+        hand_over(stop.value)
+        assert called == [signal.SIGUSR2]
+        hand_over(Interrupted(signal.SIGTERM))  # SIGTERM and SIGINT end the process: nothing is handed over
+        assert called == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    job = PopulationJob()
+    again = job.checkpoint(["cfgs"], ["dirs"], ["files"])  # what submitit pickles and runs on requeue
+    assert (again.function, again.args, again.kwargs) == (job, (["cfgs"], ["dirs"], ["files"]), {})
+
+
+@pytest.mark.slow
+def test_a_preempted_population_job_is_requeued_by_submitit_and_its_trials_resume_to_the_same_numbers(tmp_path):
+    from test_train import RESUMABLE
+
+    trials = [*RESUMABLE, "lr=0.01,0.03", "launch=population"]  # one population of two trials
+    reference = train_py("-m", *trials, f"hydra.sweep.dir={tmp_path / 'reference'}", timeout=600)  # backend=here
+    assert reference.returncode == 0, reference.stdout
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", *trials, "hydra.launcher.backend=local",
+                             f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"},
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    preempt_once_every_trial_saved_epoch_1(proc, sweep_dir, 2)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    requeues_in(sweep_dir)  # PopulationJob.checkpoint() was called, and submitit requeued the job
+    names = sorted(p.parent.name for p in (tmp_path / "reference").glob("*/result.json"))
+    assert names == sorted(p.parent.name for p in sweep_dir.glob("*/result.json")) and len(names) == 2
+    for name in names:
+        resumed_once_from_epoch_1(sweep_dir / name, job_logs(sweep_dir, "err"))  # the job's Odyssey lines
+        same_numbers(json.loads((sweep_dir / name / "result.json").read_text()),
+                     json.loads((tmp_path / "reference" / name / "result.json").read_text()))
+
+
+@pytest.mark.slow
+def test_a_preempted_trial_of_the_submitit_launcher_is_requeued_and_resumes_to_the_same_numbers(tmp_path):
+    from test_train import RESUMABLE
+
+    reference = train(compose_config(*RESUMABLE, tiny=False), tmp_path / "uninterrupted")
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "-m", *RESUMABLE, "launch=submitit_local",
+                             f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"},
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    preempt_once_every_trial_saved_epoch_1(proc, sweep_dir, 1)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    requeues_in(sweep_dir)  # hydra-submitit-launcher's checkpoint() was called, and submitit requeued the job
+    (run_dir,) = [p.parent for p in sweep_dir.glob("*/result.json")]
+    resumed_once_from_epoch_1(run_dir, (run_dir / "train.log").read_text())
+    # the launcher's env_set runs XLA's matmuls single-threaded, unlike the in-process reference: as the SIGTERM test
+    same_numbers(json.loads((run_dir / "result.json").read_text()), reference, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -429,7 +601,7 @@ def test_every_row_of_the_readmes_table_names_tests_that_exist():
     text = (ROOT / "README.md").read_text()
     table = text.split("**When something goes wrong**")[1].split("\n\n")[1]
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| what ")]
-    assert len(rows) >= 19
+    assert len(rows) >= 21
     for row in rows:
         named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", row.rsplit(" | ", 1)[1])
         assert named, f"no test named for: {row[:80]}"

@@ -128,7 +128,10 @@ def train_one_population(cfgs, run_dirs, in_new_process: bool = False, job_confi
 
         configure_host(cfgs[0].speed)
         configure_logging(cfgs[0].verbose)
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        # force: in a submitit job the root logger already has a handler in logging's default format at WARNING
+        # (its log read "WARNING:odyssey:..." and held no INFO line: epochs, "resuming ..."), so this did nothing
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+                            force=True)
     out, runs = [], []
     for cfg, run_dir, files in zip(cfgs, run_dirs, job_configs or [None] * len(cfgs)):
         try:

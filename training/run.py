@@ -166,7 +166,7 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
             record.write_result({"status": "failed", "error": f"{type(e).__name__}: {e}", "run_dir": str(run_dir),
                                  "config": OmegaConf.to_container(cfg, resolve=False)})
             record.write_job_configs(job_configs)
-        log.error("%s; nothing was trained (record: %s)", e, record.result_path)
+        log.error("%s; nothing was trained (record: %s)", str(e).rstrip("."), record.result_path)  # one full stop
         raise logged(e)
     if (previous.get("status") in FINISHED and "config" in previous and previous["config"].get("epochs") == resolved["epochs"]
             and run_identity(previous["config"]) == run_identity(resolved)):
@@ -378,10 +378,10 @@ def logged(error: BaseException) -> BaseException:
 
 
 def mark_interrupted(run: Run, stop: Interrupted) -> None:
-    """SIGTERM or SIGINT stopped the run between two steps (training/interrupt.py): its last completed epoch's
-    checkpoint, which its records describe, is waited for, and result.json says `interrupted`, so rerunning
-    resumes from there. A rerun of a finished run interrupted before it added an epoch puts the finished
-    record back, noting the interruption."""
+    """SIGTERM, SIGINT or a preemption signal stopped the run between two steps (training/interrupt.py): its
+    last completed epoch's checkpoint, which its records describe, is waited for, and result.json says
+    `interrupted`, so rerunning (or submitit's requeue) resumes from there. A rerun of a finished run
+    interrupted before it added an epoch puts the finished record back, noting the interruption."""
     if run.ckpt is not None:
         run.ckpt.close()  # Orbax writes in the background: the last epoch's checkpoint is on disk after this
     epoch = run.meta["epoch"]
@@ -394,8 +394,10 @@ def mark_interrupted(run: Run, stop: Interrupted) -> None:
         run.result.update(final_fields(run.record, run.meta, "interrupted", time.time() - run.meta["wall_seconds"]),
                           stopped_early=False, signal=stop.name)
         run.record.write_result(run.result)
-        where = f"rerun the same command to resume from epoch {epoch}'s checkpoint" if epoch else \
-            "no epoch was completed: rerunning starts it afresh"
+        again = ("submitit requeues its job (unless it timed out too often: then rerun the command)"
+                 if interrupt.scheduler_handler(stop) else "rerun the same command")
+        where = f"{again} to resume from epoch {epoch}'s checkpoint" if epoch else \
+            f"no epoch was completed: {again} to start it afresh"
         log.warning("%s%s in epoch %d; %s (record: %s)", run_prefix(run), stop, epoch + 1, where, run.record.result_path)
     if run.tracker is not None:
         run.tracker.finish(failed=True)

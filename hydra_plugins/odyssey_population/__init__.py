@@ -60,11 +60,9 @@ class PopulationLauncher(Launcher):
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from training.population import train_population
         from training.devices import configure_host
-        from training.records import job_configs
-
         from training.logs import configure_logging
+        from training.records import job_configs
 
         configure_host(self.config.speed)  # before JAX starts its backends
         configure_logging(self.config.get("verbose", False))
@@ -108,7 +106,7 @@ class PopulationLauncher(Launcher):
 
     def _train(self, cfgs, run_dirs, sweep_dir: Path, files: list) -> list:
         """Each trial's result: the populations trained here, or as submitit jobs (one per population)."""
-        from training.population import plan_populations, train_one_population, train_population
+        from training.population import plan_populations, train_population
 
         if self.backend == "here":
             return train_population(cfgs, run_dirs, self.max_size, self.width_bucket, self.mix_variants, files)
@@ -117,7 +115,7 @@ class PopulationLauncher(Launcher):
         plan = plan_populations(cfgs, self.max_size, self.width_bucket, self.mix_variants)
         executor = submitit.AutoExecutor(folder=sweep_dir / ".submitit" / "%j", cluster=self.backend)
         executor.update_parameters(**executor_parameters(self.backend, self.submitit))
-        submitted = [executor.submit(train_one_population, [cfgs[i] for i in idx], [run_dirs[i] for i in idx], True,
+        submitted = [executor.submit(PopulationJob(), [cfgs[i] for i in idx], [run_dirs[i] for i in idx],
                                      [files[i] for i in idx]) for idx in plan]
         log.info("%d populations submitted (%s): %s", len(plan), self.backend, " ".join(j.job_id for j in submitted))
         results: list = [None] * len(cfgs)
@@ -128,6 +126,29 @@ class PopulationLauncher(Launcher):
             except Exception:  # its trials' records say what happened (failed, or running: rerun resumes)
                 log.exception("population job %s failed; see %s", job.job_id, job.paths.stderr)
         return results
+
+
+class PopulationJob:
+    """The callable each submitit job runs: one population. It has submitit's checkpointing interface
+    (`checkpoint`, as submitit.helpers.Checkpointable, whose import would slow Hydra's plugin discovery),
+    so a preempted or timed-out job is requeued with the same arguments; its trials, recorded as
+    `interrupted` at a step boundary (training/interrupt.py), resume from their checkpoints."""
+
+    def __call__(self, cfgs, run_dirs, files) -> list:
+        from training import interrupt
+        from training.population import train_one_population
+
+        try:
+            return train_one_population(cfgs, run_dirs, True, files)
+        except interrupt.Interrupted as e:  # every trial's record says interrupted: submitit requeues the job
+            interrupt.hand_over(e)
+            raise
+
+    def checkpoint(self, *args, **kwargs):
+        """submitit calls this on preemption or timeout: rerun the same population (its trials resume)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
 LOCAL_TIMEOUT_MIN = 24 * 60  # submitit's local executor kills a job after 2 minutes unless told otherwise
