@@ -78,12 +78,12 @@ def summary(name: str) -> str:
 
     chosen, sweeper = _file_choices(name)
     if "n_trials" in sweeper:
-        count = f"{sweeper['n_trials']} trials per command"
+        count = f"{sweeper['n_trials']} trial{'s' * (sweeper['n_trials'] != 1)} per command"
     else:
         count = 1
         for value in (sweeper.get("params") or {}).values():
             count *= len(str(value).split(","))
-        count = f"{count} trials"
+        count = f"{count} trial{'s' * (count != 1)}"
     return f"{name:16s} sweeper {chosen.get('hydra/sweeper', 'basic'):8s} launch {chosen.get('launch', '-'):10s} {count}"
 
 
