@@ -238,7 +238,8 @@ class PopulationSteps:
         cfg0, K = runs[0].cfg, len(runs)
         self.runs, self.cfg, self.K, self.name = runs, cfg0, K, name
         self.task = task = make_task(cfg0.task, cfg0.download)
-        log.info("%s", first_line(runs, task, devices, name))
+        self.placement = Placement.for_sizes(K, what="trials", devices=devices)
+        log.info("%s", first_line(runs, task, self.placement.devices, name))
         if line := preparing_line(task, cfg0.data_dir):
             log.info("%s: %s", name, line)
         loaded: dict = {}  # data loaded once per distinct seed (generated tasks depend on it)
@@ -273,7 +274,6 @@ class PopulationSteps:
             self.own_width_shapes.append(jax.eval_shape(lambda: own))
             states.append(widths.embed(own, wide, r.cfg.hidden, self.width))
             masks.append(widths.mask(own["params"], wide["params"], r.cfg.hidden, self.width))
-        self.placement = Placement.for_sizes(K, what="trials", devices=devices)
         for r in runs:
             r.result.update(device_count=self.placement.count, speed_paths=paths_of(model))
         self._state = self.placement.shard(stack(states))
