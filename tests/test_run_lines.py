@@ -66,7 +66,7 @@ def test_the_closing_line_says_the_tasks_chance_level(piped_run):
     assert "after 1 epoch;" in lines[-1]  # not "1 epochs"
 
 
-def test_a_line_before_the_data_loads_says_what_takes_the_time(tmp_path, caplog):
+def test_a_line_before_the_data_loads_says_what_takes_the_time_and_one_after_says_what_came(tmp_path, caplog):
     from test_mnist import write_mnist
 
     write_mnist(tmp_path / "data")
@@ -78,6 +78,7 @@ def test_a_line_before_the_data_loads_says_what_takes_the_time(tmp_path, caplog)
     said = [r.getMessage() for r in caplog.records if r.name == "odyssey"]
     assert said[0].startswith("training v, 4 units, on mnist: ")
     assert said[1] == f"mnist: reading the images from {tmp_path / 'data'} ..."
+    assert re.fullmatch(r"mnist: \d+ train, 10 valid, \d+ test sequences of 28 steps; ready in \d+s", said[2])  # how long a sequence is
     assert result["chance"] == majority_class(task_from_conf("mnist", valid_size=10).load(str(tmp_path / "data"), 0))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from tasks import batches, eval_batch_size, make_task
 from training import interrupt
 from training.devices import Placement
-from training.introduce import first_line, parameter_count, preparing_line
+from training.introduce import data_line, first_line, parameter_count, preparing_line
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
 from training.progress import EpochProgress
@@ -59,8 +59,10 @@ def fit(run) -> None:
     start_tracking(run)
     if line := preparing_line(task, cfg.data_dir):
         log.info("%s%s", prefix, line)
+    t0 = time.time()
     splits = task.load(cfg.data_dir, cfg.seed)
     check_input_size(task, splits)
+    log.info("%s%s", prefix, data_line(task.name, splits, time.time() - t0))
     steps = steps_per_epoch(cfg, splits["train"])
     model = model_from_config(cfg, task)
     tx = make_optimizer(cfg.optimizer, cfg.lr, cfg.grad_clip)

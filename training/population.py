@@ -29,7 +29,7 @@ from variants import VARIANTS, GateSpec
 from training import interrupt, switches, widths
 from training.devices import Placement
 from training.logs import plural
-from training.introduce import cell_words, device_words, parameter_count, preparing_line
+from training.introduce import cell_words, data_line, device_words, parameter_count, preparing_line
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
 from training.progress import EpochProgress
@@ -243,10 +243,12 @@ class PopulationSteps:
         if line := preparing_line(task, cfg0.data_dir):
             log.info("%s: %s", name, line)
         loaded: dict = {}  # data loaded once per distinct seed (generated tasks depend on it)
+        t0 = time.time()
         for r in runs:
             if r.cfg.seed not in loaded:
                 loaded[r.cfg.seed] = task.load(cfg0.data_dir, r.cfg.seed)
                 check_input_size(task, loaded[r.cfg.seed])
+        log.info("%s: %s", name, data_line(task.name, loaded[runs[0].cfg.seed], time.time() - t0))
         self.splits = [loaded[r.cfg.seed] for r in runs]
         for r, splits in zip(runs, self.splits):
             r.result["chance"] = task.chance(splits)
