@@ -205,7 +205,7 @@ class MusicTask(Task):
         if loss not in LOSSES:
             raise ValueError(f"task.loss={loss!r}; choose one of {', '.join(LOSSES)}.")
         self.name, self.dataset, self.time_bucket, self.loss = name, dataset, time_bucket, loss
-        self.preparing = f"reading the {dataset} piano rolls"
+        self.preparing = "reading the piano rolls"
 
     def chance(self, splits):
         """Every key at its training frequency, whatever came before: the NLL per test step of that guess."""

@@ -77,7 +77,7 @@ def test_a_line_before_the_data_loads_says_what_takes_the_time_and_one_after_say
     result = train(cfg, tmp_path / "run")
     said = [r.getMessage() for r in caplog.records if r.name == "odyssey"]
     assert said[0].startswith("training v, 4 units, on mnist: ")
-    assert said[1] == f"mnist: reading the images from {tmp_path / 'data'} ..."
+    assert said[1] == f"mnist: reading the images (data_dir={tmp_path / 'data'}) ..."
     assert re.fullmatch(r"mnist: \d+ train, 10 valid, \d+ test sequences of 28 steps; ready in \d+s", said[2])  # how long a sequence is
     assert result["chance"] == majority_class(task_from_conf("mnist", valid_size=10).load(str(tmp_path / "data"), 0))
 

@@ -45,10 +45,10 @@ def first_line(cfg, task_name: str, num_params: int, devices, folder) -> str:
 
 
 def preparing_line(task, data_dir) -> str | None:
-    """The line before the data loads ('mnist: reading the images from /data ...'); None when it is instant."""
+    """The line before the data loads ('mnist: reading the images (data_dir=/data) ...'); None when it is instant."""
     if task.preparing is None:
         return None
-    where = f" from {data_dir}" if data_dir else ""
+    where = f" (data_dir={data_dir})" if data_dir else ""
     return f"{task.name}: {task.preparing}{where} ..."
 
 

@@ -44,7 +44,8 @@ class EpochProgress:
         text = f"{self.prefix}{self.desc}: step {self.done}/{self.total} ({100 * self.done // self.total}%)"
         if self.done > 1:
             rate = (self.done - 1) / max(now - self.first, 1e-9)
-            text += f", {rate:.1f} steps/s, about {(self.total - self.done) / rate:.0f}s left"
+            pace = f"{rate:.1f} steps/s" if rate >= 1 else f"{1 / rate:.1f}s per step"  # not '0.0 steps/s' (recompiles)
+            text += f", {pace}, about {(self.total - self.done) / rate:.0f}s left"
         else:
             text += f", its first step took {now - self.start:.0f}s (compiling)"
         return text + (f", loss {loss:.4f}" if loss is not None and math.isfinite(loss) else "")
