@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from hydra_plugins.odyssey_optuna import refuse_retired
-from training.logs import configure_logging
+from training.logs import configure_logging, plural
 
 log = logging.getLogger("odyssey")
 
@@ -39,7 +39,7 @@ class SweepGuard(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         rows = trial_rows(sweep_dir)
         if rows:
-            log.info("sweep %s: %d trials\n%s\nits report: python -m sweeps.report %s", sweep_dir, len(rows),
+            log.info("sweep %s: %s\n%s\nits report: python -m sweeps.report %s", sweep_dir, plural(len(rows), "trial"),
                      format_rows(rows), sweep_dir)
 
 

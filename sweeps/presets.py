@@ -48,8 +48,15 @@ def trials(name: str, overrides: list[str] | tuple = ()) -> list[list[str]]:
     return [list(job) for job, _ in _dry_run(name, tuple(overrides))]
 
 
+def trial_folders(name: str, overrides: list[str] | tuple = ()) -> list[str]:
+    """Each trial's folder under the sweep folder, as the command names it: a grid's by its overrides
+    (cell=gru,lr=0.001), a random search's by its trial number (cell=nig,trial_007)."""
+    return [subdir for _, subdir in _dry_run(name, tuple(overrides))]
+
+
 def trial_dir(name: str, trial_overrides: list[str]) -> Path:
-    """The folder a trial writes to: hydra.sweep.dir / its overrides (hydra.job.override_dirname)."""
+    """The folder a grid's trial writes to: hydra.sweep.dir / its overrides (hydra.job.override_dirname).
+    An Optuna sweep numbers its trials' folders instead (trial_folders)."""
     cfg = compose_preset(name, trial_overrides)
     return Path(cfg.hydra.sweep.dir) / cfg.hydra.job.override_dirname
 
@@ -68,7 +75,9 @@ def _dry_run(name: str, overrides: tuple) -> tuple:
     if proc.returncode != 0:
         raise ValueError(f"python train.py -m -cd sweeps -cn {name} {' '.join(overrides)} failed:\n{proc.stderr[-3000:]}")
     jobs = [json.loads(line[len("dry-run: "):]) for line in proc.stdout.splitlines() if line.startswith("dry-run: ")]
-    return tuple((tuple(o for o in j["overrides"] if not o.startswith("~launch")), j["subdir"]) for j in jobs)
+    # the Optuna sweeper names each trial's folder with a hydra.sweep.subdir override (its trial number): a folder, not a setting
+    return tuple((tuple(o for o in j["overrides"] if not o.startswith(("~launch", "hydra.sweep.subdir="))), j["subdir"])
+                 for j in jobs)
 
 
 def summary(name: str) -> str:
@@ -78,12 +87,12 @@ def summary(name: str) -> str:
 
     chosen, sweeper = _file_choices(name)
     if "n_trials" in sweeper:
-        count = f"{sweeper['n_trials']} trials per command"
+        count = f"{sweeper['n_trials']} trial{'s' * (sweeper['n_trials'] != 1)} per command"
     else:
         count = 1
         for value in (sweeper.get("params") or {}).values():
             count *= len(str(value).split(","))
-        count = f"{count} trials"
+        count = f"{count} trial{'s' * (count != 1)}"
     return f"{name:16s} sweeper {chosen.get('hydra/sweeper', 'basic'):8s} launch {chosen.get('launch', '-'):10s} {count}"
 
 
@@ -113,7 +122,7 @@ def main(argv: list[str]) -> None:
     print(f"composing {name}'s trials (~0.25 s each) ...", file=sys.stderr, flush=True)
     given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
     sweep_dir = Path(given[-1] if given else compose_preset(name).hydra.sweep.dir)
-    for _, subdir in _dry_run(name, tuple(overrides)):
+    for subdir in trial_folders(name, overrides):
         print(sweep_dir / subdir)
 
 if __name__ == "__main__":

@@ -43,8 +43,21 @@ class Task:
     time_bucket: int = 1  # trim batches to a multiple of this many steps (fewer recompilations)
     bidirectional: bool = False  # the natural default for this task
 
+    @property
+    def input_size(self) -> int:
+        """Features per time step, known before the data loads (a run names its parameter count first)."""
+        raise NotImplementedError
+
+    preparing: str | None = "reading the data"  # what load() does, said before it starts; None: instant (generated)
+
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
         raise NotImplementedError
+
+    def chance(self, splits: dict[str, Split]) -> dict | None:
+        """The test objective of the best prediction that ignores the input, fitted on the training split
+        ({"metric", "test", "how"}), so a closing line can say whether a run learned anything; None: no
+        such baseline is defined for this task."""
+        return None
 
     def metrics(self, outputs: jax.Array, batch: dict) -> dict[str, tuple[jax.Array, jax.Array]]:
         raise NotImplementedError
@@ -65,6 +78,14 @@ def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
     n = mask.sum()
     return {"loss": ((ce * mask).sum(), n), "accuracy": ((correct * mask).sum(), n)}
+
+
+def majority_class(splits: dict[str, Split]) -> dict:
+    """Chance for a classification task: always the training split's most frequent class (for balanced
+    classes, 1 / the number of classes), its test accuracy."""
+    common = int(np.bincount(splits["train"]["y"]).argmax())
+    return {"metric": "accuracy", "test": float(np.mean(splits["test"]["y"] == common)),
+            "how": f"always class {common}, the training set's most frequent"}
 
 
 def batches(split: Split, batch_size: int, *, rng: np.random.Generator | None = None,

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tasks.checksums import verify
-from tasks.base import NO_DATA_DIR, DataError, Split, Task, classification_metrics
+from tasks.base import NO_DATA_DIR, DataError, Split, Task, classification_metrics, majority_class
 
 FILENAME = re.compile(r"^(\d)_([A-Za-z0-9-]+)_(\d+)\.wav$")  # {digit}_{speaker}_{index}.wav
 TEST_INDICES = 5  # recordings 0-4 of each speaker and digit are the test set (FSDD README)
@@ -236,6 +236,14 @@ class FSDDTask(Task):
         self.spec = FeatureSpec(features, n_mfcc, n_mels, window_ms, hop_ms, sample_rate)
         self.spec.check()
         self.name, self.valid_size, self.time_bucket = name, valid_size, time_bucket
+        self.preparing = f"reading the recordings and computing their {features} features"  # ~15-30 s on 2 cores
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.size
+
+    def chance(self, splits):
+        return majority_class(splits)
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
         splits = utterances(data_dir, self.spec, self.valid_size, self.download)

@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 
 from tasks.checksums import verify
-from tasks.base import NO_DATA_DIR, DataError, Split, Task, carve_validation, classification_metrics
+from tasks.base import NO_DATA_DIR, DataError, Split, Task, carve_validation, classification_metrics, majority_class
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -118,12 +118,20 @@ class MNISTTask(Task):
     output_size = 10
     readout = "last"
     objective = ("accuracy", "max")
+    preparing = "reading the images"
 
     def __init__(self, name: str, layout: str, permute: bool, permutation_seed: int, valid_size: int):
         if layout not in ("rows", "pixels"):
             raise ValueError(f"task.layout must be 'rows' (28 steps × 28) or 'pixels' (784 steps × 1), got {layout!r}.")
         self.name, self.layout, self.permute = name, layout, permute
         self.permutation_seed, self.valid_size = permutation_seed, valid_size
+
+    @property
+    def input_size(self) -> int:
+        return 28 if self.layout == "rows" else 1
+
+    def chance(self, splits):
+        return majority_class(splits)
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
         directory = find_idx_dir(data_dir)

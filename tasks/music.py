@@ -195,6 +195,7 @@ class MusicTask(Task):
     readout = "all"
     objective = ("nll", "min")
     time_keys = ("x", "y")
+    input_size = KEYS  # the notes sounding at a step
 
     def __init__(self, name: str, dataset: str, time_bucket: int, loss: str):
         if dataset not in DATASETS:
@@ -204,6 +205,20 @@ class MusicTask(Task):
         if loss not in LOSSES:
             raise ValueError(f"task.loss={loss!r}; choose one of {', '.join(LOSSES)}.")
         self.name, self.dataset, self.time_bucket, self.loss = name, dataset, time_bucket, loss
+        self.preparing = "reading the piano rolls"
+
+    def chance(self, splits):
+        """Every key at its training frequency, whatever came before: the NLL per test step of that guess."""
+        train, test = (self._real_steps(splits[s]) for s in ("train", "test"))
+        p = np.clip(train.mean(0), 1e-6, 1 - 1e-6)  # per key; clipped: a key never heard in training
+        nll = -(test * np.log(p) + (1 - test) * np.log(1 - p)).sum(1).mean()
+        return {"metric": "nll", "test": float(nll), "how": "every key at its training-set frequency"}
+
+    @staticmethod
+    def _real_steps(split: Split) -> np.ndarray:
+        """The targets of every real (unpadded) step, [steps, 88]."""
+        keep = np.arange(split["y"].shape[1])[None, :] < split["lengths"][:, None]
+        return split["y"][keep].astype(np.float64)
 
     def load(self, data_dir: str | None, seed: int) -> dict[str, Split]:
         path = find_file(self.dataset, data_dir, self.download)

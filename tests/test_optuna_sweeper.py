@@ -106,6 +106,52 @@ def test_seed_0_draws_the_trials_hydra_optuna_sweeper_drew_on_optuna_2_10(tmp_pa
     assert sweep(tmp_path / "s", "cell=nig", "hydra.sweeper.n_trials=6") == OPTUNA_2_10_SEED_0
 
 
+# ---------------------------------------------------------------- trial folders
+
+
+def folders(sweep_dir: Path, *overrides: str, value=made_up) -> list[tuple[str, str]]:
+    """(trial folder under sweep_dir, its drawn values as override_dirname) for each trial a sweep launched."""
+    seen = []
+
+    def recording(cfg):
+        job = HydraConfig.get()
+        seen.append((Path(job.runtime.output_dir).relative_to(sweep_dir).as_posix(), job.job.override_dirname))
+        return value(cfg)
+
+    sweep(sweep_dir, *overrides, value=recording)
+    return seen
+
+
+def test_trial_folders_are_named_by_a_stable_trial_number_and_the_draws_stay_in_the_trials_overrides(tmp_path):
+    named = folders(tmp_path / "a", "cell=nig", "hydra.sweeper.n_trials=6")
+    assert [f for f, _ in named] == [f"cell=nig,trial_{n:03d}" for n in range(6)]  # a shell loop's cells apart
+    assert [values for _, values in named] == OPTUNA_2_10_SEED_0  # the same draws, now in the overrides
+    assert folders(tmp_path / "b", "cell=nig", "hydra.sweeper.n_trials=6") == named  # the seed numbers them alike
+
+
+def test_a_drawn_cell_names_the_folder_beside_the_trial_number(tmp_path):
+    named = folders(tmp_path / "rs", "cell=v,nig", "hydra.sweeper.n_trials=4")
+    assert [f for f, _ in named] == [f"cell={values.split(',')[0].split('=')[1]},trial_{n:03d}"
+                                     for n, (_, values) in enumerate(named)]
+
+
+def test_a_sweep_begun_with_folders_named_by_the_draws_resumes_each_trial_in_its_old_folder(tmp_path):
+    for old in OPTUNA_2_10_SEED_0[:3]:  # an older sweep's folders (and no study database: deleted, or from 2.10)
+        (tmp_path / "rs" / old).mkdir(parents=True)
+    named = folders(tmp_path / "rs", "cell=nig", "hydra.sweeper.n_trials=6")
+    assert [f for f, _ in named] == OPTUNA_2_10_SEED_0[:3] + [f"cell=nig,trial_{n:03d}" for n in (3, 4, 5)]
+    assert sorted(p.name for p in (tmp_path / "rs").iterdir() if p.is_dir()) == sorted(f for f, _ in named)
+
+
+def test_a_failed_trials_retry_runs_in_its_draws_folder(tmp_path):
+    def fails_when_wide(cfg):
+        return None if cfg.hidden > 120 else made_up(cfg)
+
+    first = folders(tmp_path / "rs", "cell=v", "hydra.sweeper.n_trials=4", value=fails_when_wide)
+    failed = [(f, values) for f, values in first if int(values.split("hidden=")[1].split(",")[0]) > 120]
+    assert failed and folders(tmp_path / "rs", "cell=v", "hydra.sweeper.n_trials=4") == failed
+
+
 # ---------------------------------------------------------------- the study in the sweep folder
 
 

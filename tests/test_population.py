@@ -151,6 +151,10 @@ def test_the_population_launcher_runs_a_multirun_as_populations(tmp_path):
     assert len(results) == 8 and all(r["status"] == "completed" for r in results)
     assert [r["population_size"] for r in results] == [4] * 8  # one population per cell, widths 8 and 13 together
     assert "population of 4" in output
+    population_lines = [line for line in output.splitlines() if "population of 4" in line]
+    assert population_lines and all("[odyssey][INFO] - " in line for line in population_lines)  # not [HYDRA]
+    completed = [line.split(" - ", 1)[1] for line in output.splitlines() if "completed after" in line]
+    assert sorted(line.split("]")[0].lstrip("[") for line in completed) == sorted(Path(r["run_dir"]).name for r in results)
     for r in results:  # each trial's folder as Hydra leaves a lone job's
         hydra_dir = Path(r["run_dir"]) / ".hydra"
         assert OmegaConf.load(hydra_dir / "config.yaml").hidden == r["config"]["hidden"]

@@ -41,7 +41,7 @@ def test_every_readme_use_command_runs_as_written(command, tmp_path):
     proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     if "--cfg" not in args:
-        assert "completed after 1 epochs" in proc.stdout + proc.stderr
+        assert "completed after 1 epoch;" in proc.stdout + proc.stderr
 
 
 def sweep_commands() -> list[list[str]]:

@@ -161,6 +161,7 @@ class Schema:
     max_steps_per_epoch: Optional[int] = None
     seed: int = MISSING
     study: Optional[str] = None
+    progress_seconds: Optional[float] = 60.0
     verbose: bool = False
     data_dir: Optional[str] = None
     download: bool = False
@@ -404,6 +405,8 @@ def check_config(cfg) -> None:
     for key in ("max_steps_per_epoch", "patience"):
         if cfg.get(key) is not None and cfg[key] < 1:
             problems.append(f"{key} must be a whole number >= 1, or null (off), got {cfg[key]}")
+    if cfg.get("progress_seconds") is not None and not 0 < cfg.progress_seconds < float("inf"):
+        problems.append(f"progress_seconds must be a number of seconds > 0, or null (no progress lines), got {cfg.progress_seconds}")
     if cfg.grad_clip is not None and not 0 < cfg.grad_clip < float("inf"):
         problems.append(f"grad_clip is a global norm and must be > 0, or null (no clipping), got {cfg.grad_clip}")
     problems += speed_rules.check(cfg.speed)

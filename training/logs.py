@@ -85,3 +85,8 @@ def quiet_handler_errors() -> None:
                          "lines meant for it are lost from here on\n")
 
     logging.Handler.handleError = handle_error
+
+
+def plural(n: int, word: str) -> str:
+    """'1 epoch', '2 epochs', '0 trials': a count in a log line."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -11,14 +11,16 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task
 from training import interrupt
 from training.devices import Placement
+from training.introduce import data_line, first_line, parameter_count, preparing_line
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
-from training.run import begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
+from training.progress import EpochProgress
+from training.run import (begin_run, check_input_size, mark_failed, mark_interrupted, restore_latest, run_epochs,
+                          run_prefix, start_tracking, steps_per_epoch)
 from training.split import Steps, make_steps
 from training.steps import add_sums, is_padded, means
 
@@ -33,7 +35,6 @@ def train(cfg, run_dir: str | os.PathLike | None = None, job_configs: dict[str, 
         return run.result
     try:
         with interrupt.handled():  # SIGTERM, SIGINT: stop between steps (training/interrupt.py)
-            start_tracking(run)
             device = jax.devices(cfg.platform)[0] if cfg.platform else None
             with jax.default_device(device):
                 fit(run)
@@ -49,20 +50,28 @@ def train(cfg, run_dir: str | os.PathLike | None = None, job_configs: dict[str, 
 
 
 def fit(run) -> None:
-    cfg = run.cfg
+    cfg, prefix = run.cfg, run_prefix(run)
     task = make_task(cfg.task, cfg.download)
+    devices = Placement.for_sizes(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform).devices
+    init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
+    count = parameter_count(model_from_config(cfg, task, quiet=True), task, init_key)
+    log.info("%s%s", prefix, first_line(cfg, task.name, count, devices, run.record.dir))  # before anything slow
+    start_tracking(run)
+    if line := preparing_line(task, cfg.data_dir):
+        log.info("%s%s", prefix, line)
+    t0 = time.time()
     splits = task.load(cfg.data_dir, cfg.seed)
+    check_input_size(task, splits)
+    log.info("%s%s", prefix, data_line(task.name, splits, time.time() - t0))
     steps = steps_per_epoch(cfg, splits["train"])
     model = model_from_config(cfg, task)
     tx = make_optimizer(cfg.optimizer, cfg.lr, cfg.grad_clip)
-    init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
     params = model.init(init_key, splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1])
-    devices = Placement.for_sizes(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform).devices
     run_steps = make_steps(model, task, tx, devices)  # each batch split over the devices
     state = restore_latest(run, run_steps.place({"params": params, "opt_state": tx.init(params)}))
     run.result.update(device_count=run_steps.count, num_params=count_params(state["params"]), speed_paths=paths_of(model),
-                      objective=dict(zip(("name", "mode"), task.objective)))
-    engine = LoneSteps(cfg, task, splits, run_steps, state, step_key, steps, run.meta["step"])
+                      objective=dict(zip(("name", "mode"), task.objective)), chance=task.chance(splits))
+    engine = LoneSteps(cfg, task, splits, run_steps, state, step_key, steps, run.meta["step"], prefix)
     interrupt.check()  # a signal during loading: stop before compiling
     run_epochs([run], engine, task.objective, steps * cfg.batch_size)
 
@@ -70,18 +79,21 @@ def fit(run) -> None:
 class LoneSteps:
     """One run's epochs (training/run.py's Engine, for a list of one run)."""
 
-    def __init__(self, cfg, task, splits, run_steps: Steps, state, step_key, steps: int, step: int):
+    def __init__(self, cfg, task, splits, run_steps: Steps, state, step_key, steps: int, step: int, prefix: str = ""):
         self.cfg, self.task, self.splits, self.run_steps = cfg, task, splits, run_steps
         self._state, self.step_key, self.steps, self.step = state, step_key, steps, step
         self.noise = np.float32(cfg.input_noise)
         self.compile_seconds = None  # the first step's seconds, compilation included (run_epochs takes it out of seq/s)
+        self.time_steps = 0  # real (unpadded) time steps trained in the last epoch: time steps/s beside seq/s
+        self.prefix = prefix  # the trial's name in a sweep, for its progress lines
 
     def train_epoch(self, epoch: int) -> list[dict]:
         cfg, task, sums = self.cfg, self.task, {}
         data = batches(self.splits["train"], cfg.batch_size, rng=np.random.default_rng([cfg.seed, epoch]),
                        drop_last=True, time_keys=task.time_keys, time_bucket=task.time_bucket)
-        bar = tqdm(data, total=self.steps, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, disable=None)
-        for i, batch in enumerate(bar):
+        bar = EpochProgress(self.steps, f"epoch {epoch}/{cfg.epochs}", cfg.get("progress_seconds"), self.prefix)
+        self.time_steps = 0
+        for i, batch in enumerate(data):
             if i == self.steps:
                 break
             interrupt.check()
@@ -92,9 +104,11 @@ class LoneSteps:
                 jax.block_until_ready(m)
                 self.compile_seconds = time.time() - t0
             sums, self.step = add_sums(sums, m), self.step + 1
+            self.time_steps += int(batch["lengths"].sum())  # drop_last: every row is a real sequence
+            bar.update(loss=lambda: float(sums["loss"][0] / sums["loss"][1]))
             if i % 25 == 24:
                 loss = float(sums["loss"][0] / sums["loss"][1])
-                bar.set_postfix(loss=f"{loss:.4f}")
+                bar.set_loss(loss)
                 if not math.isfinite(loss):
                     break  # diverged: no use finishing the epoch
         bar.close()

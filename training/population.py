@@ -23,16 +23,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from omegaconf import OmegaConf
-from tqdm import tqdm
 
 from tasks import batches, eval_batch_size, make_task
 from variants import VARIANTS, GateSpec
 from training import interrupt, switches, widths
 from training.devices import Placement
+from training.logs import plural
+from training.introduce import cell_words, data_line, device_words, parameter_count, preparing_line
 from training.model import count_params, model_from_config, paths_of
 from training.optim import make_optimizer
+from training.progress import EpochProgress
 from training.records import RunRecord
-from training.run import Run, begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
+from training.run import (Run, begin_run, check_input_size, mark_failed, mark_interrupted, restore_latest, run_epochs,
+                          start_tracking, steps_per_epoch)
 from training.steps import add_sums, is_padded, make_eval_step, make_train_step, means
 
 log = logging.getLogger("odyssey")
@@ -238,11 +241,20 @@ class PopulationSteps:
         cfg0, K = runs[0].cfg, len(runs)
         self.runs, self.cfg, self.K, self.name = runs, cfg0, K, name
         self.task = task = make_task(cfg0.task, cfg0.download)
+        self.placement = Placement.for_sizes(K, what="trials", devices=devices)
+        log.info("%s", first_line(runs, task, self.placement.devices, name))
+        if line := preparing_line(task, cfg0.data_dir):
+            log.info("%s: %s", name, line)
         loaded: dict = {}  # data loaded once per distinct seed (generated tasks depend on it)
+        t0 = time.time()
         for r in runs:
             if r.cfg.seed not in loaded:
                 loaded[r.cfg.seed] = task.load(cfg0.data_dir, r.cfg.seed)
+                check_input_size(task, loaded[r.cfg.seed])
+        log.info("%s: %s", name, data_line(task.name, loaded[runs[0].cfg.seed], time.time() - t0))
         self.splits = [loaded[r.cfg.seed] for r in runs]
+        for r, splits in zip(runs, self.splits):
+            r.result["chance"] = task.chance(splits)
         self.shared_eval = len(loaded) == 1  # every trial evaluates the same batches
         self.steps = steps_per_epoch(cfg0, self.splits[0]["train"])
         self.width = max(r.cfg.hidden for r in runs)
@@ -267,7 +279,6 @@ class PopulationSteps:
             self.own_width_shapes.append(jax.eval_shape(lambda: own))
             states.append(widths.embed(own, wide, r.cfg.hidden, self.width))
             masks.append(widths.mask(own["params"], wide["params"], r.cfg.hidden, self.width))
-        self.placement = Placement.for_sizes(K, what="trials", devices=devices)
         for r in runs:
             r.result.update(device_count=self.placement.count, speed_paths=paths_of(model))
         self._state = self.placement.shard(stack(states))
@@ -277,6 +288,7 @@ class PopulationSteps:
         self.noise = jnp.asarray([r.cfg.input_noise for r in runs], jnp.float32)
         self.alive = jnp.asarray([r.running for r in runs])
         self.compile_seconds = None  # the first step's seconds, compilation included (run_epochs takes it out of seq/s)
+        self.time_steps = 0  # real time steps the trials trained in the last epoch, all together
         self._train_step = self._make_train_step(model, txs[0], jnp.stack([k for _, k in keys]))
         self._eval_step = self._make_eval_step(model)
 
@@ -305,8 +317,9 @@ class PopulationSteps:
         cfg, task, sums = self.cfg, self.task, {}
         streams = [batches(s["train"], cfg.batch_size, rng=np.random.default_rng([r.cfg.seed, epoch]), drop_last=True,
                            time_keys=task.time_keys, time_bucket=task.time_bucket) for r, s in zip(self.runs, self.splits)]
-        bar = tqdm(zip(*streams), total=self.steps, desc=f"{self.name}, epoch {epoch}/{cfg.epochs}", leave=False, disable=None)
-        for i, batch_list in enumerate(bar):
+        bar = EpochProgress(self.steps, f"{self.name}, epoch {epoch}/{cfg.epochs}", cfg.get("progress_seconds"))
+        self.time_steps = 0
+        for i, batch_list in enumerate(zip(*streams)):
             if i == self.steps:
                 break
             interrupt.check()
@@ -317,6 +330,8 @@ class PopulationSteps:
                 jax.block_until_ready(m)
                 self.compile_seconds = time.time() - t0
             sums, self.step = add_sums(sums, m), self.step + 1
+            self.time_steps += sum(int(b["lengths"].sum()) for b in batch_list)
+            bar.update()
         bar.close()
         return [means(jax.tree.map(lambda x: x[k], sums)) for k in range(self.K)]
 
@@ -344,6 +359,21 @@ class PopulationSteps:
 
     def stop(self, k: int) -> None:
         self.alive = self.alive.at[k].set(False)
+
+
+def first_line(runs: list[Run], task, devices, name: str) -> str:
+    """A population's first line: its trials' cells and widths, the task, the widest trial's parameters per
+    cell, the devices and the sweep folder (each trial's own count is in its result.json)."""
+    cells = list(dict.fromkeys(cell_words(r.cfg).split(",")[0] for r in runs))
+    widths = sorted({r.cfg.hidden for r in runs})
+    widest = {cell_words(r.cfg).split(",")[0]: r for r in runs}  # runs are ordered by width: the last of each cell
+    counts = [parameter_count(model_from_config(r.cfg, task, quiet=True), task, jax.random.key(r.cfg.seed))
+              for r in widest.values()]
+    units = f"{widths[0]}-{widths[-1]} units" if len(widths) > 1 else f"{widths[0]} units"
+    folders = {str(r.record.dir.parent) for r in runs}
+    return (f"{name}: training {plural(len(runs), 'trial')} of {', '.join(cells)} ({units}), on {task.name}: "
+            f"up to {max(counts):,} parameters per trial, {device_words(list(devices))}; "
+            f"sweep folder {', '.join(sorted(folders))}")
 
 
 def _initial_state(model, tx, key, x, lengths) -> dict:

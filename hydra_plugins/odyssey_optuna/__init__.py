@@ -17,10 +17,15 @@ folders, and epochs), so the cells of a shell loop are studies side by side in o
 each batch run by the launcher; a trial's value is what train.py returns (its test objective), and a trial
 with none (failed, diverged before its first epoch) is told FAIL and never stops the study.
 
+Each trial's folder is named by its number in the study, after the fixed overrides folders are named by:
+`<sweep dir>/cell=nig,trial_007` (the cell too where the search draws it); its drawn values are its overrides
+(`.hydra/overrides.yaml`, result.json's config) and the report's columns. A sweep begun when folders were named
+by the drawn values goes on in those folders (_study.trial_subdir).
+
 Rerunning the same command resumes the study: told trials are not drawn again; trials an interrupted sweep
 asked but never told run again with their own draws (so in their own folders, where a finished run is not
 retrained), a failed trial's draw is retried once per rerun (Optuna's enqueue_trial: a new trial, user attr
-`retry_of`), and the sampler goes on from where the study stopped (the random sampler's seeded sequence
+`retry_of`, in the failed trial's folder), and the sampler goes on from where the study stopped (the random sampler's seeded sequence
 exactly, so `n_trials=10` after `n_trials=5` draws what `n_trials=10` would have). A database of another
 sweep (another preset, search space or direction, or this study with another sampler) is refused.
 """

@@ -70,6 +70,37 @@ def trial_overrides(params: dict[str, Any], space: dict, fixed: dict[str, str]) 
     return [f"{key}={params[key]}" for key in space if key in params] + list(fixed.values())
 
 
+def trial_folder(number: int, params: dict[str, Any], space: dict, fixed: dict[str, str], named_by: list[str]) -> str:
+    """A trial's folder: the fixed overrides folders are named by (as a grid's: cell=nig, so the cells of a
+    shell loop share one sweep folder), the cell where the search draws it, then the study's trial number
+    (trial_007), stable for a seed: a rerun's study, or a fresh one from the same seed, numbers its draws
+    alike. The drawn values are the trial's overrides (its .hydra/overrides.yaml and result.json's config)
+    and the report's columns; in a folder name they ran to 130 characters of float digits."""
+    parts = sorted(line for key, line in fixed.items() if key.lstrip("+~") in named_by)
+    if "cell" in space and "cell" in params:
+        parts.append(f"cell={params['cell']}")
+    return ",".join([*parts, f"trial_{number:03d}"])
+
+
+def values_folder(overrides: list[str], exclude_keys: list[str]) -> str:
+    """The folder Hydra's override_dirname gave a trial before trials were numbered: its overrides, sorted."""
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    return get_overrides_dirname(OverridesParser.create().parse_overrides(overrides), list(exclude_keys), ",", "=")
+
+
+def trial_subdir(sweeper, number: int, params: dict, space: dict, fixed: dict[str, str]) -> tuple[str, bool]:
+    """(the trial's folder under the sweep folder, whether it is an older sweep's folder named by its values).
+    A sweep begun before trials were numbered resumes each trial where its records are: nothing retrains
+    beside an old folder."""
+    exclude = list(sweeper.config.hydra.job.config.override_dirname.exclude_keys)
+    old = values_folder(trial_overrides(params, space, fixed), exclude)
+    if (Path(str(sweeper.config.hydra.sweep.dir)) / old).is_dir():
+        return old, True
+    named_by = [key.lstrip("+~") for key in fixed if key.lstrip("+~") not in exclude]
+    return trial_folder(number, params, space, fixed, named_by), False
+
+
 def sweep_identity(sweeper, space: dict) -> dict:
     """What a study's database must agree on with this sweep (stored as the study's user attr)."""
     sampler = OmegaConf.to_container(sweeper.config.hydra.sweeper.sampler, resolve=True)
@@ -165,21 +196,33 @@ def run_study(sweeper, arguments: list[str]) -> None:
     log.info("Optuna study %r in %s (%s): %s", name, database, describe("sampler", identity["sampler"]),
              "trials " + ", ".join(f"{n} {what}" for n, what in counts if n) if any(n for n, _ in counts) else "nothing to draw")
 
-    pending = [(t.number, t.params) for t in cut_off]
-    asks = queued + new
+    pending = [(t.number, t.user_attrs.get(RETRY_ATTR, t.number), t.params) for t in cut_off]
+    asks, resumed_old = queued + new, 0
     while pending or asks:
         batch, pending = pending[: sweeper.n_jobs], pending[sweeper.n_jobs:]
         while len(batch) < sweeper.n_jobs and asks:
             trial = study.ask(space)
             trial.set_user_attr(VERSION_ATTR, optuna.__version__)
-            batch.append((trial.number, trial.params))
+            batch.append((trial.number, trial.user_attrs.get(RETRY_ATTR, trial.number), trial.params))  # a retry: its draw's folder
             asks -= 1
-        returns = sweeper.launcher.launch([trial_overrides(p, space, fixed) for _, p in batch],
-                                          initial_job_idx=sweeper.job_idx)
+        jobs = []
+        for _, first, params in batch:
+            subdir, old = trial_subdir(sweeper, first, params, space, fixed)
+            resumed_old += old
+            jobs.append([*trial_overrides(params, space, fixed), f"hydra.sweep.subdir={quoted(subdir)}"])
+        returns = sweeper.launcher.launch(jobs, initial_job_idx=sweeper.job_idx)
         sweeper.job_idx += len(returns)
-        for (number, _), job in zip(batch, returns):
+        for (number, _, _), job in zip(batch, returns):
             value = objective(job)
             if value is None:
                 study.tell(number, state=TrialState.FAIL)
             else:
                 study.tell(number, value)
+    if resumed_old:
+        log.info("%d trial%s went on in %s's folders named by their drawn values (an older sweep's); new draws are "
+                 "numbered (trial_NNN)", resumed_old, "s" * (resumed_old != 1), folder)
+
+
+def quoted(text: str) -> str:
+    """A value for a Hydra override line, quoted: a folder name holds '=' and ','."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -18,6 +18,7 @@ submitit, one job per population: `local` (a process each on this machine, all a
 
 
 import logging
+import logging.config
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.plugins.launcher import Launcher
 from omegaconf import OmegaConf, open_dict, read_write
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__name__)  # the launcher's own lines (the jobs it lists), as Hydra's launchers write them
+trained = logging.getLogger("odyssey")  # what happens to the trials: Odyssey's lines, in a run's format
 
 
 @dataclass
@@ -89,10 +91,11 @@ class PopulationLauncher(Launcher):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
 
         returns = []
+        console_job_logging(self.config)
         try:
             results = self._train([j[2] for j in jobs], [j[3] for j in jobs], sweep_dir, [j[4] for j in jobs])
         except Exception:  # each trial's result.json already says failed; the sweep goes on
-            log.exception("a population failed")
+            trained.exception("a population failed")
             results = [None] * len(jobs)
         for (overrides, cfg, task_cfg, run_dir, _), result in zip(jobs, results):
             value = None
@@ -117,14 +120,14 @@ class PopulationLauncher(Launcher):
         executor.update_parameters(**executor_parameters(self.backend, self.submitit))
         submitted = [executor.submit(PopulationJob(), [cfgs[i] for i in idx], [run_dirs[i] for i in idx],
                                      [files[i] for i in idx]) for idx in plan]
-        log.info("%d populations submitted (%s): %s", len(plan), self.backend, " ".join(j.job_id for j in submitted))
+        trained.info("%d populations submitted (%s): %s", len(plan), self.backend, " ".join(j.job_id for j in submitted))
         results: list = [None] * len(cfgs)
         for idx, job in zip(plan, submitted):
             try:
                 for i, r in zip(idx, job.result()):
                     results[i] = r
             except Exception:  # its trials' records say what happened (failed, or running: rerun resumes)
-                log.exception("population job %s failed; see %s", job.job_id, job.paths.stderr)
+                trained.exception("population job %s failed; see %s", job.job_id, job.paths.stderr)
         return results
 
 
@@ -149,6 +152,21 @@ class PopulationJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def console_job_logging(config) -> None:
+    """Log the trials' lines as a lone run's are ([time][odyssey][INFO] - ..., Hydra's job_logging), not as
+    [HYDRA]: configure_log set Hydra's own format up for the launcher's lines, and the trials run in this
+    process. job_logging's file handlers are left out: its file is one job's (<run folder>/train.log), and
+    here one process trains many trials, whose lines name them."""
+    conf = OmegaConf.to_container(config.hydra.job_logging, resolve=False) or {}
+    handlers = {k: v for k, v in (conf.get("handlers") or {}).items() if "filename" not in v}
+    if not handlers:  # hydra/job_logging=disabled or a custom one without a console: keep Hydra's set-up
+        return
+    conf["handlers"] = handlers
+    root = conf.setdefault("root", {})
+    root["handlers"] = [h for h in root.get("handlers") or [] if h in handlers]
+    logging.config.dictConfig(conf)
 
 
 LOCAL_TIMEOUT_MIN = 24 * 60  # submitit's local executor kills a job after 2 minutes unless told otherwise
