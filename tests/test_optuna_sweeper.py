@@ -106,6 +106,23 @@ def test_seed_0_draws_the_trials_hydra_optuna_sweeper_drew_on_optuna_2_10(tmp_pa
     assert sweep(tmp_path / "s", "cell=nig", "hydra.sweeper.n_trials=6") == OPTUNA_2_10_SEED_0
 
 
+# The first folders of `python -m sweeps.presets greff_jsb cell=v` as printed before greff_jsb.yaml composed
+# random_search.yaml (2026-12-06; all 50 of cell=v and of cell=nfg compared equal): the folders the study of
+# docs/studies/greff_jsb.md and its continuation in multirun/greff_jsb hold, which a rerun must find again.
+GREFF_JSB_V_FOLDERS = [
+    "multirun/greff_jsb/cell=v,hidden=103,input_noise=0.5448831829968969,lr=0.00015676677195506063,optimizer.one_minus_momentum=0.16051911333587626",
+    "multirun/greff_jsb/cell=v,hidden=88,input_noise=0.8917730007820798,lr=4.9501595537331986e-05,optimizer.one_minus_momentum=0.07501954443620121",
+    "multirun/greff_jsb/cell=v,hidden=48,input_noise=0.5288949197529045,lr=0.0071556821617548725,optimizer.one_minus_momentum=0.3832216850492786",
+]
+
+
+def test_greff_jsb_draws_the_trials_and_folders_its_study_ran():
+    from sweeps.presets import trial_dir, trials
+
+    launched = trials("greff_jsb", ["cell=v", "hydra.sweeper.n_trials=3"])
+    assert [str(trial_dir("greff_jsb", t)) for t in launched] == GREFF_JSB_V_FOLDERS
+
+
 # ---------------------------------------------------------------- the study in the sweep folder
 
 
