@@ -278,7 +278,7 @@ def end_epoch(run: Run, epoch, step, train_m, valid_m, test_m, seconds, objectiv
 
 def stopped_early(run: Run, epoch: int) -> bool:
     """Greff et al.'s early stopping: `patience` epochs without a better validation metric end the run."""
-    patience = run.cfg.get("patience")
+    patience = run.cfg.patience
     return bool(patience) and epoch < run.cfg.epochs and epoch - run.meta["best"]["epoch"] >= patience
 
 

@@ -80,7 +80,7 @@ class Tracker:
             return
         import wandb
 
-        verbose = bool(cfg.get("verbose"))
+        verbose = cfg.verbose
         self.run = wandb.init(
             mode=cfg.wandb.mode, project=cfg.wandb.project, entity=cfg.wandb.entity,
             group=cfg.wandb.group or sweep_group(), name=run_name(cfg),
