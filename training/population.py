@@ -35,6 +35,10 @@ from training.records import RunRecord
 from training.run import Run, begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.steps import add_sums, is_padded, make_eval_step, make_train_step, means
 
+# conf/launch/population.yaml's launcher settings (width_bucket, mix_variants, max_size): the defaults of code that
+# trains populations without Hydra's launcher (tests, benchmarks), read from conf/ so that they are the launcher's
+LAUNCHER = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "launch" / "population.yaml").hydra.launcher
+
 log = logging.getLogger("odyssey")
 
 PER_TRIAL = ("lr", "seed", "input_noise", "optimizer.momentum", "optimizer.one_minus_momentum")  # may differ within a population
@@ -54,7 +58,7 @@ def cell_spec(cfg) -> GateSpec | None:
     return VARIANTS[cfg.cell.name].replace(**{k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None})
 
 
-def shape_key(cfg, mix_variants: bool = False) -> str:
+def shape_key(cfg, mix_variants: bool = LAUNCHER.mix_variants) -> str:
     """Trials with equal keys can share one compiled program. mix_variants: Greff variants differ only in
     data (variants.SwitchedCell), except full recurrence, which adds matrices to every step."""
     d = OmegaConf.to_container(cfg, resolve=True)
@@ -84,7 +88,7 @@ def resolve_width_bucket(width_bucket: int | str | None) -> int | None:
     return width_bucket
 
 
-def group_by_shape(cfgs, width_bucket: int | str | None = None, mix_variants: bool = False) -> list[list[int]]:
+def group_by_shape(cfgs, width_bucket: int | str | None = None, mix_variants: bool = LAUNCHER.mix_variants) -> list[list[int]]:
     """Indices of the configs that can train as one population, each group ordered by hidden size.
     width_bucket: with a number, trials of widths in different buckets of that many units (1–32, 33–64,
     ...) form separate groups; None: every width of a structure in one group. mix_variants: Greff's
@@ -96,8 +100,8 @@ def group_by_shape(cfgs, width_bucket: int | str | None = None, mix_variants: bo
     return [sorted(g, key=lambda i: cfgs[i].hidden) for g in groups.values()]
 
 
-def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str | None = "auto",
-                     mix_variants: bool = False) -> list[list[int]]:
+def plan_populations(cfgs, max_size: int | None = LAUNCHER.max_size, width_bucket: int | str | None = LAUNCHER.width_bucket,
+                     mix_variants: bool = LAUNCHER.mix_variants) -> list[list[int]]:
     """The populations to train: groups of `group_by_shape`, cut into pieces of at most `max_size` trials."""
     plan = []
     for group in group_by_shape(cfgs, width_bucket, mix_variants):
@@ -106,8 +110,9 @@ def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str 
     return plan
 
 
-def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto",
-                     mix_variants: bool = False, job_configs: list | None = None) -> list[dict]:
+def train_population(cfgs, run_dirs, max_size: int | None = LAUNCHER.max_size,
+                     width_bucket: int | str | None = LAUNCHER.width_bucket, mix_variants: bool = LAUNCHER.mix_variants,
+                     job_configs: list | None = None) -> list[dict]:
     """Train every config, grouped into populations (`plan_populations`), here, one after another; one result each.
     job_configs: per trial, the `.hydra/` files of its Hydra job (training.records.job_configs), or None."""
     results: list[dict | None] = [None] * len(cfgs)

@@ -27,7 +27,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import MISSING, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class PopulationLauncherConf:
     _target_: str = "hydra_plugins.odyssey_population.PopulationLauncher"
-    max_size: Optional[int] = None  # most trials in one population (memory); null: a whole group
-    width_bucket: Any = "auto"  # widths padded together: N units per bucket, null (to the widest) or auto (32 on CPU, else null)
-    mix_variants: bool = False  # Greff's variants of one task in one population (switches as data; FGR apart)
+    # the types of conf/launch/population*.yaml's settings; their values live there only (launch=population)
+    max_size: Optional[int] = MISSING  # most trials in one population (memory); null: a whole group
+    width_bucket: Any = MISSING  # widths padded together: N units per bucket, null (to the widest) or auto
+    mix_variants: bool = MISSING  # Greff's variants of one task in one population (switches as data; FGR apart)
     backend: str = "here"  # here | local | slurm: where each population runs (local and slurm: a submitit job each)
     submitit: Dict[str, Any] = field(default_factory=dict)  # submitit executor parameters (timeout_min, partition, ...)
 
@@ -47,7 +48,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="population", node=Pop
 
 
 class PopulationLauncher(Launcher):
-    def __init__(self, max_size: Optional[int] = None, width_bucket: Any = "auto", mix_variants: bool = False,
+    def __init__(self, max_size: Optional[int], width_bucket: Any, mix_variants: bool,
                  backend: str = "here", submitit: Optional[Dict[str, Any]] = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"hydra.launcher.backend={backend!r}; choose one of {', '.join(BACKENDS)}.")
@@ -67,7 +68,7 @@ class PopulationLauncher(Launcher):
         from training.logs import configure_logging
 
         configure_host(self.config.speed)  # before JAX starts its backends
-        configure_logging(self.config.get("verbose", False))
+        configure_logging(self.config.verbose)
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
