@@ -16,8 +16,8 @@ from tqdm import tqdm
 from tasks import batches, eval_batch_size, make_task
 from training import interrupt
 from training.devices import Placement
-from training.model import count_params, model_from_config, paths_of
-from training.optim import make_optimizer
+from training.build import first_example, initial_state, model_and_optimizer
+from training.model import count_params, paths_of
 from training.run import begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.split import Steps, make_steps
 from training.steps import add_sums, is_padded, means
@@ -53,15 +53,12 @@ def fit(run) -> None:
     task = make_task(cfg.task, cfg.download)
     splits = task.load(cfg.data_dir, cfg.seed)
     steps = steps_per_epoch(cfg, splits["train"])
-    model = model_from_config(cfg, task)
-    tx = make_optimizer(cfg.optimizer, cfg.lr, cfg.grad_clip)
+    model, tx = model_and_optimizer(cfg, task)
     init_key, step_key = jax.random.split(jax.random.key(cfg.seed))
-    params = model.init(init_key, splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1])
     devices = Placement.for_sizes(cfg.batch_size, cfg.eval_batch_size, platform=cfg.platform).devices
     run_steps = make_steps(model, task, tx, devices)  # each batch split over the devices
-    state = restore_latest(run, run_steps.place({"params": params, "opt_state": tx.init(params)}))
-    run.result.update(device_count=run_steps.count, num_params=count_params(state["params"]), speed_paths=paths_of(model),
-                      objective=dict(zip(("name", "mode"), task.objective)))
+    state = restore_latest(run, run_steps.place(initial_state(model, tx, init_key, *first_example(splits["train"]))))
+    run.result.update(device_count=run_steps.count, num_params=count_params(state["params"]), speed_paths=paths_of(model))
     engine = LoneSteps(cfg, task, splits, run_steps, state, step_key, steps, run.meta["step"])
     interrupt.check()  # a signal during loading: stop before compiling
     run_epochs([run], engine, task.objective, steps * cfg.batch_size)

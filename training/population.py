@@ -28,9 +28,9 @@ from tqdm import tqdm
 from tasks import batches, eval_batch_size, make_task
 from variants import VARIANTS, GateSpec
 from training import interrupt, switches, widths
+from training.build import first_example, initial_state, optimizer
 from training.devices import Placement
 from training.model import count_params, model_from_config, paths_of
-from training.optim import make_optimizer
 from training.records import RunRecord
 from training.run import Run, begin_run, mark_failed, mark_interrupted, restore_latest, run_epochs, start_tracking, steps_per_epoch
 from training.steps import add_sums, is_padded, make_eval_step, make_train_step, means
@@ -251,21 +251,21 @@ class PopulationSteps:
         specs = [cell_spec(r.cfg) for r in runs]
         self.switched = len(set(specs)) > 1  # mixed Greff variants: switches as data (training/switches.py)
         model = model_from_config(cfg0, task, hidden=self.width, switches_as_data=self.switched)
-        txs = [make_optimizer(r.cfg.optimizer, r.cfg.lr, r.cfg.grad_clip) for r in runs]
+        txs = [optimizer(r.cfg) for r in runs]
         keys = [jax.random.split(jax.random.key(r.cfg.seed)) for r in runs]
-        x0, len0 = self.splits[0]["train"]["x"][:1].astype(np.float32), self.splits[0]["train"]["lengths"][:1]
-        wide = jax.eval_shape(lambda k: _initial_state(model, txs[0], k, x0, len0), keys[0][0])
+        x0, len0 = first_example(self.splits[0]["train"])
+        wide = jax.eval_shape(lambda k: initial_state(model, txs[0], k, x0, len0), keys[0][0])
         latest = [r.ckpt.latest_epoch() for r in runs]
         common = latest[0] if all(e == latest[0] for e in latest) else None  # populations move in lockstep
         states, masks, self.own_shapes, self.own_width_shapes = [], [], [], []
         for r, (init_key, _), tx, spec in zip(runs, keys, txs, specs):  # each trial starts as its lone run, at its own width
-            own = _initial_state(model_from_config(r.cfg, task, quiet=True), tx, init_key, x0, len0)
+            own = initial_state(model_from_config(r.cfg, task, quiet=True), tx, init_key, x0, len0)
             own = restore_latest(r, own, common)
             self.own_shapes.append(jax.eval_shape(lambda: own))
-            r.result.update(num_params=count_params(own["params"]), objective=dict(zip(("name", "mode"), task.objective)))
+            r.result.update(num_params=count_params(own["params"]))
             if self.switched:  # laid into the superset of the variants' parameters, still at its own width
                 superset = model_from_config(r.cfg, task, switches_as_data=True, quiet=True)
-                own = switches.embed(own, jax.eval_shape(lambda k: _initial_state(superset, tx, k, x0, len0), init_key), spec)
+                own = switches.embed(own, jax.eval_shape(lambda k: initial_state(superset, tx, k, x0, len0), init_key), spec)
             self.own_width_shapes.append(jax.eval_shape(lambda: own))
             states.append(widths.embed(own, wide, r.cfg.hidden, self.width))
             masks.append(widths.mask(own["params"], wide["params"], r.cfg.hidden, self.width))
@@ -348,6 +348,3 @@ class PopulationSteps:
         self.alive = self.alive.at[k].set(False)
 
 
-def _initial_state(model, tx, key, x, lengths) -> dict:
-    params = model.init(key, x, lengths)
-    return {"params": params, "opt_state": tx.init(params)}
