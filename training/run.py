@@ -24,7 +24,7 @@ from typing import Protocol
 import jax
 from omegaconf import OmegaConf
 
-from tasks import num_batches
+from tasks import make_task, num_batches
 from training import interrupt
 from training.checkpoint import Checkpoints
 from training.config import check_config
@@ -179,14 +179,21 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
         raise logged(e)
     result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
               **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id"),
-              "provenance": provenance()}
+              "objective": objective_of(cfg), "provenance": provenance()}
     record.write_job_configs(job_configs)
     return Run(cfg, record, result, finished_before=previous if previous.get("status") in FINISHED else None), False
 
 
+def objective_of(cfg) -> dict:
+    """The metric the run's task selects by and its direction ({"name", "mode"}), from the task make_task builds
+    (no data is loaded): the one source for the record, the dashboards and the training loop."""
+    return dict(zip(("name", "mode"), make_task(cfg.task, cfg.download).objective))
+
+
 def start_tracking(run: Run) -> None:
     """Open the run's wandb run (resuming its previous one) and its checkpoints; write the running record."""
-    run.tracker = Tracker(run.cfg, run.record.dir, run.result["config"], run_id=run.result["wandb_id"])
+    run.tracker = Tracker(run.cfg, run.record.dir, run.result["config"], run.result["objective"]["name"],
+                          run_id=run.result["wandb_id"])
     run.result["wandb_id"] = run.tracker.id
     run.record.write_result(run.result)
     run.ckpt = Checkpoints(run.record.dir / "checkpoints")
