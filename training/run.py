@@ -185,8 +185,8 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
 
 
 def objective_of(cfg) -> dict:
-    """The metric the run's task selects by and its direction ({"name", "mode"}), from the task make_task builds
-    (no data is loaded): the one source for the record, the dashboards and the training loop."""
+    """The metric the run's task selects by and its direction ({"name", "mode"}) for its record and dashboards,
+    read from the task make_task builds (no data is loaded), as the training loop reads its task's."""
     return dict(zip(("name", "mode"), make_task(cfg.task, cfg.download).objective))
 
 
