@@ -2,12 +2,15 @@
 them from the composed config. A default written again in code drifts from conf/ unseen (a key the schema
 guarantees never needs one), so this test reads every leaf `key: value` of conf/ and flags code that holds
 the same value for the same key name: `.get("key", value)` (or `.get("key")` where conf/ holds null),
-`getattr(x, "key", value)`, a parameter, keyword argument, dataclass field or class attribute named `key`
-with that value, a dict entry `"key": value`, and `dict.fromkeys(<names holding "key">, value)`.
+`getattr(x, "key", value)`, a parameter default, dataclass field or class attribute named `key` with that
+value, a keyword of dict(...) or SimpleNamespace(...), a dict entry `"key": value`, and
+`dict.fromkeys(<names holding "key">, value)`; and any `.get(...)` of a key the schema guarantees on a config
+(cfg, config, run.cfg), whatever its default.
 
 A grep-level check, by name and value (an AST walk, so formatting does not hide a line): it cannot tell a
 config from another object of the same key, so a line that is no default of conf/'s goes into ALLOWED with
-its reason."""
+its reason. By value, it sees a copy only while the copy still equals conf/; so an ALLOWED line that stops
+matching fails the test too (conf/ changed: look at the copy again)."""
 
 from __future__ import annotations
 
