@@ -27,18 +27,22 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
-from omegaconf import MISSING, OmegaConf, open_dict, read_write
+from omegaconf import OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
+
+# the launcher's settings as conf/launch/population.yaml gives them: their one source (the yaml is read, not imported
+# through training, so that Hydra's plugin scan stays free of JAX)
+SETTINGS = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "launch" / "population.yaml").hydra.launcher
 
 
 @dataclass
 class PopulationLauncherConf:
     _target_: str = "hydra_plugins.odyssey_population.PopulationLauncher"
-    # the types of conf/launch/population*.yaml's settings; their values live there only (launch=population)
-    max_size: Optional[int] = MISSING  # most trials in one population (memory); null: a whole group
-    width_bucket: Any = MISSING  # widths padded together: N units per bucket, null (to the widest) or auto
-    mix_variants: bool = MISSING  # Greff's variants of one task in one population (switches as data; FGR apart)
+    # conf/launch/population.yaml's values (read from it, so `hydra/launcher=population` without launch= has them too)
+    max_size: Optional[int] = SETTINGS.max_size  # most trials in one population (memory); null: a whole group
+    width_bucket: Any = SETTINGS.width_bucket  # widths padded together: N units per bucket, null (to the widest) or auto
+    mix_variants: bool = SETTINGS.mix_variants  # Greff's variants of one task in one population (switches as data; FGR apart)
     backend: str = "here"  # here | local | slurm: where each population runs (local and slurm: a submitit job each)
     submitit: Dict[str, Any] = field(default_factory=dict)  # submitit executor parameters (timeout_min, partition, ...)
 
