@@ -179,7 +179,7 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
         raise logged(e)
     result = {"status": "running", "cell": cfg.cell.name, "task": cfg.task.name, "run_dir": str(run_dir),
               **device_info(cfg.platform), "config": resolved, **extra, "wandb_id": previous.get("wandb_id"),
-              "objective": objective_of(cfg), "provenance": provenance()}
+              "provenance": provenance()}
     record.write_job_configs(job_configs)
     return Run(cfg, record, result, finished_before=previous if previous.get("status") in FINISHED else None), False
 
@@ -191,7 +191,9 @@ def objective_of(cfg) -> dict:
 
 
 def start_tracking(run: Run) -> None:
-    """Open the run's wandb run (resuming its previous one) and its checkpoints; write the running record."""
+    """Open the run's wandb run (resuming its previous one) and its checkpoints; write the running record. A task
+    config its task refuses fails here, once the run has started (recorded as failed, as a failure in training)."""
+    run.result["objective"] = objective_of(run.cfg)
     run.tracker = Tracker(run.cfg, run.record.dir, run.result["config"], run.result["objective"]["name"],
                           run_id=run.result["wandb_id"])
     run.result["wandb_id"] = run.tracker.id
