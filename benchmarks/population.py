@@ -38,6 +38,7 @@ import numpy as np
 from tasks import task_from_conf
 from training.provenance import describe_cpu
 from training import speed_rules
+from training.config import compose_conf
 from training.devices import Placement, configure_cpu_devices
 from training.model import SequenceModel
 from training.optim import make_optimizer
@@ -49,14 +50,11 @@ from training.steps import make_train_step
 def population_step_fn(cell: str, hidden: int, batch: int, K: int, strategy: str):
     """The population's jitted train step and stacked state; K=None: a lone run's step and state."""
     task = task_from_conf("mnist")
-    model = SequenceModel(cell=cell, hidden=hidden, output_size=10,  # train.py's paths, as "auto" picks them
-                          **speed_rules.chosen(speed_rules.AUTO, jax.default_backend(), cell, hidden))
-
-    class Adam:  # the optimizer config train.py would pass
-        name, b1, b2, eps = "adam", 0.9, 0.999, 1e-8
-
+    cfg = compose_conf(f"cell={cell}", f"hidden={hidden}", "optimizer=adam")  # train.py's settings, conf/'s values
+    model = SequenceModel(cell=cell, hidden=hidden, output_size=10,  # train.py's paths, as its speed settings pick them
+                          **speed_rules.chosen(cfg.speed, jax.default_backend(), cell, hidden))
     lrs = np.logspace(-4, -2, K or 1)
-    txs = [make_optimizer(Adam, float(lr)) for lr in lrs]
+    txs = [make_optimizer(cfg.optimizer, float(lr)) for lr in lrs]
     x = jnp.zeros((1, 28, 28))
     states = []
     for k, tx in enumerate(txs):

@@ -56,6 +56,7 @@ import optax
 
 from tasks import task_from_conf
 from training import speed_rules
+from training.config import compose_conf
 from training.provenance import describe_cpu
 from training.devices import Placement, configure_cpu_devices
 from training.host_memory import keep_freed_memory
@@ -72,10 +73,6 @@ CELLS = ("srn", "np", "v", "gru", "cifg", "fgr")
 PEER = {"srn": "rnn", "gru": "gru"}  # every other (LSTM) cell's peer is the LSTM
 BLOCKS = {"srn": 1, "gru": 3, "np": 4, "v": 4, "cifg": 3, "fgr": 4, "rnn": 1, "lstm": 4}
 FGR_GATES = 3
-
-
-class Adam:  # the optimizer config train.py passes (conf/optimizer/adam.yaml)
-    name, b1, b2, eps = "adam", 0.9, 0.999, 1e-8
 
 
 @dataclass
@@ -149,7 +146,8 @@ def odyssey_entry(cell, T, D, H, B, unroll, hoist, dtype, fused, label, kernel=F
     model = SequenceModel(cell=cell, hidden=H, output_size=10, readout="last",
                           **speed_rules.chosen(speed, jax.default_backend(), cell, H),
                           dtype=None if dtype == "float32" else jnp.dtype(dtype))
-    run, compile_s = steps_loop(model, make_optimizer(Adam, 1e-3), T, D, B)
+    cfg = compose_conf("optimizer=adam")  # the optimizer and learning rate train.py passes, from conf/
+    run, compile_s = steps_loop(model, make_optimizer(cfg.optimizer, cfg.lr), T, D, B)
     return Entry(label, run, compile_s, odyssey_flops_per_seq(model.make_cell(), T, D), [])
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger("odyssey")
 
 class SweepGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        configure_logging(bool(config.get("verbose", False)))
+        configure_logging(config.verbose)
         refuse_retired(config)  # before Hydra instantiates it (the old class fails with a traceback)
         excluded = set(config.hydra.job.config.override_dirname.exclude_keys)
         swept = [o.get_key_element() for o in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))

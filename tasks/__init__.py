@@ -32,8 +32,8 @@ TASKS: dict[str, type[Task]] = {
 }
 
 
-def make_task(task_cfg: dict, download: bool = False) -> Task:
-    """The task `task_cfg` names; `download` lets it fetch missing data (TFDS, the pinned music files)."""
+def make_task(task_cfg: dict, download: bool) -> Task:
+    """The task `task_cfg` names; `download` (the config's) lets it fetch missing data (TFDS, the pinned music files)."""
     cfg = dict(task_cfg)
     name = cfg.get("name")
     if name not in TASKS:

@@ -41,7 +41,6 @@ class Task:
     objective: tuple[str, str] = ("loss", "min")  # (metric, "min"|"max") for model selection and reports
     time_keys: tuple[str, ...] = ("x",)  # arrays whose axis 1 is time, trimmed per batch
     time_bucket: int = 1  # trim batches to a multiple of this many steps (fewer recompilations)
-    bidirectional: bool = False  # the natural default for this task
 
     @property
     def input_size(self) -> int:
@@ -67,7 +66,7 @@ class Task:
         return {}
 
     needs_host_metrics: bool = False
-    download: bool = False  # fetch missing data over the network (config `download`); False: fail at once, offline-safe
+    download: bool  # fetch missing data over the network (config `download`, set by tasks.make_task); False: fail at once
 
 
 def classification_metrics(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict:

@@ -189,7 +189,7 @@ def load_tfds(data_dir: str | None, sample_rate: int, download: bool = True) -> 
                       tuple(f"TFDS spoken_digit {name}" for name in names))
 
 
-def load_recordings(data_dir: str | None, sample_rate: int, download: bool = False) -> Recordings:
+def load_recordings(data_dir: str | None, sample_rate: int, download: bool) -> Recordings:
     folder = find_recordings(data_dir)
     return load_folder(folder, sample_rate) if folder else load_tfds(data_dir, sample_rate, download)
 
@@ -204,7 +204,7 @@ def split_ids(indices: np.ndarray, valid_size: int) -> dict[str, np.ndarray]:
 
 
 def utterances(data_dir: str | None, spec: FeatureSpec, valid_size: int,
-               download: bool = False) -> dict[str, tuple[list, np.ndarray, np.ndarray]]:
+               download: bool) -> dict[str, tuple[list, np.ndarray, np.ndarray]]:
     """Per split: (standardized feature sequences [T_i, F], digits, speakers)."""
     rec = load_recordings(data_dir, spec.sample_rate, download)
     for audio, source in zip(rec.audio, rec.sources or [f"recording {i}" for i in range(len(rec.audio))]):
@@ -229,7 +229,6 @@ class FSDDTask(Task):
     output_size = 10
     readout = "last"
     objective = ("accuracy", "max")
-    bidirectional = True
 
     def __init__(self, name: str, features: str, n_mfcc: int, n_mels: int, window_ms: float, hop_ms: float,
                  sample_rate: int, valid_size: int, time_bucket: int):

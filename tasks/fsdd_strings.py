@@ -53,7 +53,6 @@ class FSDDStringsTask(Task):
     output_size = 11  # digits 0-9 and the CTC blank
     readout = "all"
     objective = ("error_rate", "min")
-    bidirectional = True
     needs_host_metrics = True
 
     def __init__(self, name: str, features: str, n_mfcc: int, n_mels: int, window_ms: float, hop_ms: float,

@@ -48,7 +48,7 @@ def test_padding_rows_do_not_count():
 
 def test_the_yaml_builds_the_task_and_a_too_short_length_is_refused():
     cfg = compose_config("task.length=7")
-    task = make_task(cfg.task)
+    task = make_task(cfg.task, cfg.download)
     assert (task.length, task.sizes["train"]) == (7, 64)
     with pytest.raises(ValueError, match="task.length must be at least 2"):
-        make_task(compose_config("task.length=1").task)
+        make_task(compose_config("task.length=1").task, download=False)

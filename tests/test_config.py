@@ -45,7 +45,7 @@ def test_every_task_yaml_composes_and_builds_its_task(task):
     cfg = compose_config(f"task={task}", tiny=False)  # TINY holds adding's own keys
     assert cfg.task.name == task
     check_config(cfg)
-    make_task(cfg.task)  # every key of the yaml is an argument the task accepts (no data is loaded)
+    make_task(cfg.task, cfg.download)  # every key of the yaml is an argument the task accepts (no data is loaded)
 
 
 def test_task_constructors_take_their_values_from_the_yaml_only():

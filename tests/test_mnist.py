@@ -165,7 +165,7 @@ def test_without_a_data_dir_the_error_says_odyssey_data_dir_is_not_set(monkeypat
     cfg = compose_config("task=mnist", tiny=False)
     assert cfg.data_dir is None
     with pytest.raises(DataError) as e:
-        make_task(cfg.task).load(cfg.data_dir, seed=0)
+        make_task(cfg.task, cfg.download).load(cfg.data_dir, seed=0)
     assert "MNIST not found: no data_dir: ODYSSEY_DATA_DIR is not set and no data_dir= was given" in str(e.value)
     assert "None" not in str(e.value)
 
@@ -209,7 +209,7 @@ def test_data_dir_defaults_to_the_odyssey_data_dir_variable(mnist_dir, monkeypat
     monkeypatch.setenv("ODYSSEY_DATA_DIR", str(directory))
     cfg = compose_config("task=mnist", "task.valid_size=10", tiny=False)
     assert cfg.data_dir == str(directory)
-    splits = make_task(cfg.task).load(cfg.data_dir, cfg.seed)
+    splits = make_task(cfg.task, cfg.download).load(cfg.data_dir, cfg.seed)
     np.testing.assert_array_equal(splits["test"]["y"], raw["test"][1])
 
 

@@ -152,6 +152,26 @@ def test_a_failed_trials_retry_runs_in_its_draws_folder(tmp_path):
     assert failed and folders(tmp_path / "rs", "cell=v", "hydra.sweeper.n_trials=4") == failed
 
 
+# The first folders of `python -m sweeps.presets greff_jsb cell=v` as printed before greff_jsb.yaml composed
+# random_search.yaml and before trial folders were numbered (2026-12-06; all 50 of cell=v and of cell=nfg compared
+# equal): the draws the study of docs/studies/greff_jsb.md holds, which its continuation must draw again (a sweep
+# folder holding these old names resumes each trial in it: test_a_sweep_begun_with_folders_named_by_the_draws...).
+GREFF_JSB_V_FOLDERS = [
+    "multirun/greff_jsb/cell=v,hidden=103,input_noise=0.5448831829968969,lr=0.00015676677195506063,optimizer.one_minus_momentum=0.16051911333587626",
+    "multirun/greff_jsb/cell=v,hidden=88,input_noise=0.8917730007820798,lr=4.9501595537331986e-05,optimizer.one_minus_momentum=0.07501954443620121",
+    "multirun/greff_jsb/cell=v,hidden=48,input_noise=0.5288949197529045,lr=0.0071556821617548725,optimizer.one_minus_momentum=0.3832216850492786",
+]
+
+
+def test_greff_jsb_draws_the_trials_its_study_ran_into_numbered_folders(capsys):
+    from sweeps import presets
+
+    launched = presets.trials("greff_jsb", ["cell=v", "hydra.sweeper.n_trials=3"])
+    assert [",".join(sorted(t)) for t in launched] == [f.split("/")[-1] for f in GREFF_JSB_V_FOLDERS]
+    presets.main(["greff_jsb", "cell=v", "hydra.sweeper.n_trials=3"])  # the folders `-m` launches them into
+    assert capsys.readouterr().out.split() == [f"multirun/greff_jsb/cell=v,trial_{n:03d}" for n in range(3)]
+
+
 # ---------------------------------------------------------------- the study in the sweep folder
 
 

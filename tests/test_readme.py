@@ -8,6 +8,7 @@ import re
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,25 @@ def test_ci_runs_the_readmes_test_command_and_the_slow_tier_and_stops_at_a_failu
     assert any(line.startswith("python -m pytest -m slow") for line in lines)
     # the slow tier's browser test skips without Chromium: CI installs it, so there it runs
     assert any("apt-get install" in line and line.endswith(("chromium", "chromium >/dev/null")) for line in lines)
+
+
+def test_the_layout_names_every_folder_and_module_and_nothing_that_is_gone():
+    """README's Layout block against the tree: every top-level folder and every module of the packages it
+    describes file by file is named, and every file name it gives exists where it says."""
+    block = re.search(r"## Layout\n\n```\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    sections, folder = {}, None
+    for line in block.splitlines():
+        head = line[:20].strip()
+        if head:
+            folder = head
+        sections[folder] = sections.get(folder, "") + " " + line[20:]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    top = {p.split("/")[0] + "/" for p in tracked if "/" in p and not p.startswith(".")}
+    assert top <= set(sections) | {"hydra_plugins/"}, f"top-level folders the Layout omits: {top - set(sections)}"
+    for package in ("training", "paths", "variants", "benchmarks"):
+        files = {Path(p).name for p in tracked if p.startswith(f"{package}/") and p.count("/") == 1
+                 and Path(p).suffix in (".py", ".sh") and Path(p).name != "__init__.py"}
+        text = sections[f"{package}/"]
+        assert {f for f in files if f not in text} == set(), f"{package}/ modules the Layout omits"
+        named = set(re.findall(r"[\w.]+\.(?:py|sh)\b", text))
+        assert named <= files | {"__init__.py"}, f"{package}/ files the Layout names that do not exist: {named - files}"

@@ -83,7 +83,7 @@ def test_the_best_validation_epochs_checkpoint_is_kept_and_reproduces_the_record
     result = train(cfg, tmp_path)
     ckpt = Checkpoints(tmp_path / "checkpoints")
     assert ckpt.best_epoch() == result["best_epoch"]
-    task = make_task(cfg.task)
+    task = make_task(cfg.task, cfg.download)
     splits = task.load(cfg.data_dir, cfg.seed)
     model = model_from_config(cfg, task)
     params = model.init(jax.random.key(0), splits["train"]["x"][:1], splits["train"]["lengths"][:1])
@@ -196,7 +196,7 @@ def test_a_checkpoint_whose_array_bytes_changed_on_disk_is_refused_and_the_run_r
 
 def like_state(cfg):
     """A state of `cfg`'s structure and shapes (what a checkpoint restores into)."""
-    task = make_task(cfg.task)
+    task = make_task(cfg.task, cfg.download)
     splits = task.load(cfg.data_dir, cfg.seed)
     params = model_from_config(cfg, task).init(jax.random.key(0), splits["train"]["x"][:1], splits["train"]["lengths"][:1])
     return {"params": params, "opt_state": make_optimizer(cfg.optimizer, cfg.lr).init(params)}

@@ -182,7 +182,7 @@ def test_the_runs_of_a_preset_share_a_wandb_group_and_carry_cell_and_task_tags(m
         with open_dict(cfg):
             cfg.hydra.mode = RunMode.MULTIRUN
         HydraConfig.instance().set_config(cfg)
-        Tracker(cfg, tmp_path, {})
+        Tracker(cfg, tmp_path, {}, "accuracy")
     HydraConfig.instance().cfg = None
     assert [kw["group"] for kw in seen] == ["grid", "grid"]
     assert [sorted(kw["tags"]) for kw in seen] == [["cell:np", "task:mnist"], ["cell:gru", "task:mnist"]]

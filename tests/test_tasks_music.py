@@ -224,7 +224,7 @@ def test_the_download_is_checked_by_sha256_and_cached(tmp_path, monkeypatch):
 
 def test_every_music_config_builds_its_task():
     for name in ("jsb", "nottingham", "piano", "muse"):
-        task = make_task(compose_config(f"task={name}", tiny=False).task)
+        task = make_task(compose_config(f"task={name}", tiny=False).task, download=False)
         assert (task.dataset, task.output_size, task.readout, task.objective) == (name, 88, "all", ("nll", "min"))
 
 
@@ -250,7 +250,7 @@ def test_real_sets_have_the_standard_splits_and_train(name, tmp_path):
     assert (folder / file).exists()
     cfg = compose_config(f"task={name}", f"data_dir={folder.parent}", "hidden=8", "epochs=1", "batch_size=2",
                          "max_steps_per_epoch=1", "eval_batch_size=200", "wandb.mode=disabled", tiny=False)
-    splits = make_task(cfg.task).load(cfg.data_dir, 0)
+    splits = make_task(cfg.task, cfg.download).load(cfg.data_dir, 0)
     assert tuple(len(splits[s]["lengths"]) for s in ("train", "valid", "test")) == sizes
     result = train(cfg, tmp_path / "run")
     assert result["status"] == "completed" and np.isfinite(result["test"]["nll"])

@@ -194,7 +194,7 @@ def test_tfds_spoken_digit_gets_the_same_index_split(tmp_path, monkeypatch):
 
 def test_the_fsdd_config_defaults_to_a_bidirectional_model():
     cfg = compose_config("task=fsdd", tiny=False)
-    task = make_task(cfg.task)
+    task = make_task(cfg.task, cfg.download)
     assert cfg.bidirectional is True and task.readout == "last" and task.objective == ("accuracy", "max")
 
 
@@ -316,7 +316,7 @@ def test_real_fsdd_has_2700_training_and_300_test_recordings_and_trains(tmp_path
     root = shared_data("fsdd").parent
     cfg = compose_config("task=fsdd", f"data_dir={root}", "hidden=8", "epochs=1", "batch_size=16",
                          "max_steps_per_epoch=1", "eval_batch_size=300", "wandb.mode=disabled", tiny=False)
-    splits = make_task(cfg.task).load(cfg.data_dir, 0)
+    splits = make_task(cfg.task, cfg.download).load(cfg.data_dir, 0)
     assert {s: len(v["y"]) for s, v in splits.items()} == {"train": 2430, "valid": 270, "test": 300}
     np.testing.assert_array_equal(np.bincount(splits["test"]["y"]), [30] * 10)
     result = train(cfg, tmp_path / "run")

@@ -29,9 +29,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 class WandbSchema:
     mode: str = MISSING
     project: str = MISSING
-    entity: Optional[str] = None
-    group: Optional[str] = None
-    tags: list = field(default_factory=list)
+    entity: Optional[str] = MISSING
+    group: Optional[str] = MISSING
+    tags: list = MISSING
 
 
 @dataclass
@@ -153,19 +153,19 @@ class Schema:
     bidirectional: bool = MISSING
     dropout: float = MISSING
     input_noise: float = MISSING
-    grad_clip: Optional[float] = None
+    grad_clip: Optional[float] = MISSING
     epochs: int = MISSING
-    patience: Optional[int] = None
+    patience: Optional[int] = MISSING
     batch_size: int = MISSING
     eval_batch_size: int = MISSING
-    max_steps_per_epoch: Optional[int] = None
+    max_steps_per_epoch: Optional[int] = MISSING
     seed: int = MISSING
-    study: Optional[str] = None
-    progress_seconds: Optional[float] = 60.0
-    verbose: bool = False
-    data_dir: Optional[str] = None
-    download: bool = False
-    platform: Optional[str] = None
+    study: Optional[str] = MISSING
+    progress_seconds: Optional[float] = MISSING
+    verbose: bool = MISSING
+    data_dir: Optional[str] = MISSING
+    download: bool = MISSING
+    platform: Optional[str] = MISSING
     speed: SpeedSchema = field(default_factory=SpeedSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
     tensorboard: bool = MISSING
@@ -201,6 +201,16 @@ def available_platforms() -> list[str]:
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("cell", "task", "optimizer", "launch")  # conf/<group>/*.yaml, chosen by `<group>=<name>`
+
+
+def compose_conf(*overrides: str) -> DictConfig:
+    """The config conf/ composes with these overrides, as `python train.py <overrides>` would run it: for code
+    that builds models or optimizers outside a run (benchmarks, tests), so that it starts from conf/'s values
+    rather than copies of them."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
 
 def group_options(group: str, config_dir: str | None = None, extra_dirs: list[str] = ()) -> list[str]:
@@ -403,9 +413,9 @@ def check_config(cfg) -> None:
     if not 0 <= cfg.input_noise < float("inf"):  # also refuses nan
         problems.append(f"input_noise is a standard deviation and must be a finite number >= 0, got {cfg.input_noise}")
     for key in ("max_steps_per_epoch", "patience"):
-        if cfg.get(key) is not None and cfg[key] < 1:
+        if cfg[key] is not None and cfg[key] < 1:
             problems.append(f"{key} must be a whole number >= 1, or null (off), got {cfg[key]}")
-    if cfg.get("progress_seconds") is not None and not 0 < cfg.progress_seconds < float("inf"):
+    if cfg.progress_seconds is not None and not 0 < cfg.progress_seconds < float("inf"):
         problems.append(f"progress_seconds must be a number of seconds > 0, or null (no progress lines), got {cfg.progress_seconds}")
     if cfg.grad_clip is not None and not 0 < cfg.grad_clip < float("inf"):
         problems.append(f"grad_clip is a global norm and must be > 0, or null (no clipping), got {cfg.grad_clip}")

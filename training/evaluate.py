@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import jax
-import numpy as np
 from omegaconf import OmegaConf
 
 SPLITS, WHICH = ("train", "valid", "test"), ("best", "latest")
@@ -23,10 +22,9 @@ SPLITS, WHICH = ("train", "valid", "test"), ("best", "latest")
 def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", data_dir: str | None = None) -> tuple[dict, int]:
     """(the split's metrics, the checkpoint's epoch)."""
     from tasks import make_task
+    from training.build import first_example, initial_state, model_and_optimizer
     from training.checkpoint import Checkpoints
     from training.loop import evaluate
-    from training.model import model_from_config
-    from training.optim import make_optimizer
     from training.split import make_steps
 
     if split not in SPLITS or checkpoint not in WHICH:
@@ -47,12 +45,12 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", d
         cfg.data_dir = data_dir
     task = make_task(cfg.task, download=False)
     splits = task.load(cfg.data_dir, cfg.seed)
-    model, tx = model_from_config(cfg, task), make_optimizer(cfg.optimizer, cfg.lr, cfg.grad_clip)
-    params = model.init(jax.random.key(0), splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1])
+    model, tx = model_and_optimizer(cfg, task)  # as training.loop.fit builds them
+    template = initial_state(model, tx, jax.random.key(0), *first_example(splits["train"]))  # the tree a checkpoint holds
     ckpt = Checkpoints(run_dir / "checkpoints")
     try:
         epoch = ckpt.best_epoch() if checkpoint == "best" else ckpt.latest_epoch()
-        state, _ = ckpt.restore(epoch, {"params": params, "opt_state": tx.init(params)}, best=checkpoint == "best")
+        state, _ = ckpt.restore(epoch, template, best=checkpoint == "best")
     finally:
         ckpt.close()
     steps = make_steps(model, task, tx, [jax.devices()[0]])

@@ -15,9 +15,9 @@ import numpy as np
 from tasks import batches, eval_batch_size, make_task
 from training import interrupt
 from training.devices import Placement
+from training.build import first_example, initial_state, model_and_optimizer
 from training.introduce import data_line, first_line, parameter_count, preparing_line
 from training.model import count_params, model_from_config, paths_of
-from training.optim import make_optimizer
 from training.progress import EpochProgress
 from training.run import (begin_run, check_input_size, mark_failed, mark_interrupted, restore_latest, run_epochs,
                           run_prefix, start_tracking, steps_per_epoch)
@@ -64,13 +64,11 @@ def fit(run) -> None:
     check_input_size(task, splits)
     log.info("%s%s", prefix, data_line(task.name, splits, time.time() - t0))
     steps = steps_per_epoch(cfg, splits["train"])
-    model = model_from_config(cfg, task)
-    tx = make_optimizer(cfg.optimizer, cfg.lr, cfg.grad_clip)
-    params = model.init(init_key, splits["train"]["x"][:1].astype(np.float32), splits["train"]["lengths"][:1])
+    model, tx = model_and_optimizer(cfg, task)
     run_steps = make_steps(model, task, tx, devices)  # each batch split over the devices
-    state = restore_latest(run, run_steps.place({"params": params, "opt_state": tx.init(params)}))
+    state = restore_latest(run, run_steps.place(initial_state(model, tx, init_key, *first_example(splits["train"]))))
     run.result.update(device_count=run_steps.count, num_params=count_params(state["params"]), speed_paths=paths_of(model),
-                      objective=dict(zip(("name", "mode"), task.objective)), chance=task.chance(splits))
+                      chance=task.chance(splits))
     engine = LoneSteps(cfg, task, splits, run_steps, state, step_key, steps, run.meta["step"], prefix)
     interrupt.check()  # a signal during loading: stop before compiling
     run_epochs([run], engine, task.objective, steps * cfg.batch_size)
@@ -91,7 +89,7 @@ class LoneSteps:
         cfg, task, sums = self.cfg, self.task, {}
         data = batches(self.splits["train"], cfg.batch_size, rng=np.random.default_rng([cfg.seed, epoch]),
                        drop_last=True, time_keys=task.time_keys, time_bucket=task.time_bucket)
-        bar = EpochProgress(self.steps, f"epoch {epoch}/{cfg.epochs}", cfg.get("progress_seconds"), self.prefix)
+        bar = EpochProgress(self.steps, f"epoch {epoch}/{cfg.epochs}", cfg.progress_seconds, self.prefix)
         self.time_steps = 0
         for i, batch in enumerate(data):
             if i == self.steps:

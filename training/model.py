@@ -60,7 +60,7 @@ def model_from_config(cfg, task, hidden: int | None = None, switches_as_data: bo
     trials), and left out of the model, which `paths_of` then records as not run."""
     speed = cfg.speed
     dtype = None if speed.dtype in (None, "float32") else jnp.dtype(speed.dtype)
-    backend = speed_rules.backend_of(cfg.get("platform"))
+    backend = speed_rules.backend_of(cfg.platform)
     model = SequenceModel(
         cell=cfg.cell.name, hidden=hidden or cfg.hidden, output_size=task.output_size, readout=task.readout,
         layers=cfg.layers, bidirectional=bool(cfg.bidirectional), dropout=cfg.dropout, cell_keys=cell_keys(cfg.cell),

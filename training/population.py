@@ -27,16 +27,20 @@ from omegaconf import OmegaConf
 from tasks import batches, eval_batch_size, make_task
 from variants import VARIANTS, GateSpec
 from training import interrupt, switches, widths
+from training.build import first_example, initial_state, optimizer
 from training.devices import Placement
 from training.logs import plural
 from training.introduce import cell_words, data_line, device_words, parameter_count, preparing_line
 from training.model import count_params, model_from_config, paths_of
-from training.optim import make_optimizer
 from training.progress import EpochProgress
 from training.records import RunRecord
 from training.run import (Run, begin_run, check_input_size, mark_failed, mark_interrupted, restore_latest, run_epochs,
                           start_tracking, steps_per_epoch)
 from training.steps import add_sums, is_padded, make_eval_step, make_train_step, means
+
+# conf/launch/population.yaml's launcher settings (width_bucket, mix_variants, max_size): the defaults of code that
+# trains populations without Hydra's launcher (tests, benchmarks), read from conf/ so that they are the launcher's
+LAUNCHER = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "launch" / "population.yaml").hydra.launcher
 
 log = logging.getLogger("odyssey")
 
@@ -57,7 +61,7 @@ def cell_spec(cfg) -> GateSpec | None:
     return VARIANTS[cfg.cell.name].replace(**{k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None})
 
 
-def shape_key(cfg, mix_variants: bool = False) -> str:
+def shape_key(cfg, mix_variants: bool = LAUNCHER.mix_variants) -> str:
     """Trials with equal keys can share one compiled program. mix_variants: Greff variants differ only in
     data (variants.SwitchedCell), except full recurrence, which adds matrices to every step."""
     d = OmegaConf.to_container(cfg, resolve=True)
@@ -87,7 +91,7 @@ def resolve_width_bucket(width_bucket: int | str | None) -> int | None:
     return width_bucket
 
 
-def group_by_shape(cfgs, width_bucket: int | str | None = None, mix_variants: bool = False) -> list[list[int]]:
+def group_by_shape(cfgs, width_bucket: int | str | None = None, mix_variants: bool = LAUNCHER.mix_variants) -> list[list[int]]:
     """Indices of the configs that can train as one population, each group ordered by hidden size.
     width_bucket: with a number, trials of widths in different buckets of that many units (1–32, 33–64,
     ...) form separate groups; None: every width of a structure in one group. mix_variants: Greff's
@@ -99,8 +103,8 @@ def group_by_shape(cfgs, width_bucket: int | str | None = None, mix_variants: bo
     return [sorted(g, key=lambda i: cfgs[i].hidden) for g in groups.values()]
 
 
-def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str | None = "auto",
-                     mix_variants: bool = False) -> list[list[int]]:
+def plan_populations(cfgs, max_size: int | None = LAUNCHER.max_size, width_bucket: int | str | None = LAUNCHER.width_bucket,
+                     mix_variants: bool = LAUNCHER.mix_variants) -> list[list[int]]:
     """The populations to train: groups of `group_by_shape`, cut into pieces of at most `max_size` trials."""
     plan = []
     for group in group_by_shape(cfgs, width_bucket, mix_variants):
@@ -109,8 +113,9 @@ def plan_populations(cfgs, max_size: int | None = None, width_bucket: int | str 
     return plan
 
 
-def train_population(cfgs, run_dirs, max_size: int | None = None, width_bucket: int | str | None = "auto",
-                     mix_variants: bool = False, job_configs: list | None = None) -> list[dict]:
+def train_population(cfgs, run_dirs, max_size: int | None = LAUNCHER.max_size,
+                     width_bucket: int | str | None = LAUNCHER.width_bucket, mix_variants: bool = LAUNCHER.mix_variants,
+                     job_configs: list | None = None) -> list[dict]:
     """Train every config, grouped into populations (`plan_populations`), here, one after another; one result each.
     job_configs: per trial, the `.hydra/` files of its Hydra job (training.records.job_configs), or None."""
     results: list[dict | None] = [None] * len(cfgs)
@@ -261,21 +266,21 @@ class PopulationSteps:
         specs = [cell_spec(r.cfg) for r in runs]
         self.switched = len(set(specs)) > 1  # mixed Greff variants: switches as data (training/switches.py)
         model = model_from_config(cfg0, task, hidden=self.width, switches_as_data=self.switched)
-        txs = [make_optimizer(r.cfg.optimizer, r.cfg.lr, r.cfg.grad_clip) for r in runs]
+        txs = [optimizer(r.cfg) for r in runs]
         keys = [jax.random.split(jax.random.key(r.cfg.seed)) for r in runs]
-        x0, len0 = self.splits[0]["train"]["x"][:1].astype(np.float32), self.splits[0]["train"]["lengths"][:1]
-        wide = jax.eval_shape(lambda k: _initial_state(model, txs[0], k, x0, len0), keys[0][0])
+        x0, len0 = first_example(self.splits[0]["train"])
+        wide = jax.eval_shape(lambda k: initial_state(model, txs[0], k, x0, len0), keys[0][0])
         latest = [r.ckpt.latest_epoch() for r in runs]
         common = latest[0] if all(e == latest[0] for e in latest) else None  # populations move in lockstep
         states, masks, self.own_shapes, self.own_width_shapes = [], [], [], []
         for r, (init_key, _), tx, spec in zip(runs, keys, txs, specs):  # each trial starts as its lone run, at its own width
-            own = _initial_state(model_from_config(r.cfg, task, quiet=True), tx, init_key, x0, len0)
+            own = initial_state(model_from_config(r.cfg, task, quiet=True), tx, init_key, x0, len0)
             own = restore_latest(r, own, common)
             self.own_shapes.append(jax.eval_shape(lambda: own))
-            r.result.update(num_params=count_params(own["params"]), objective=dict(zip(("name", "mode"), task.objective)))
+            r.result.update(num_params=count_params(own["params"]))
             if self.switched:  # laid into the superset of the variants' parameters, still at its own width
                 superset = model_from_config(r.cfg, task, switches_as_data=True, quiet=True)
-                own = switches.embed(own, jax.eval_shape(lambda k: _initial_state(superset, tx, k, x0, len0), init_key), spec)
+                own = switches.embed(own, jax.eval_shape(lambda k: initial_state(superset, tx, k, x0, len0), init_key), spec)
             self.own_width_shapes.append(jax.eval_shape(lambda: own))
             states.append(widths.embed(own, wide, r.cfg.hidden, self.width))
             masks.append(widths.mask(own["params"], wide["params"], r.cfg.hidden, self.width))
@@ -317,7 +322,7 @@ class PopulationSteps:
         cfg, task, sums = self.cfg, self.task, {}
         streams = [batches(s["train"], cfg.batch_size, rng=np.random.default_rng([r.cfg.seed, epoch]), drop_last=True,
                            time_keys=task.time_keys, time_bucket=task.time_bucket) for r, s in zip(self.runs, self.splits)]
-        bar = EpochProgress(self.steps, f"{self.name}, epoch {epoch}/{cfg.epochs}", cfg.get("progress_seconds"))
+        bar = EpochProgress(self.steps, f"{self.name}, epoch {epoch}/{cfg.epochs}", cfg.progress_seconds)
         self.time_steps = 0
         for i, batch_list in enumerate(zip(*streams)):
             if i == self.steps:
@@ -375,7 +380,3 @@ def first_line(runs: list[Run], task, devices, name: str) -> str:
             f"up to {max(counts):,} parameters per trial, {device_words(list(devices))}; "
             f"sweep folder {', '.join(sorted(folders))}")
 
-
-def _initial_state(model, tx, key, x, lengths) -> dict:
-    params = model.init(key, x, lengths)
-    return {"params": params, "opt_state": tx.init(params)}

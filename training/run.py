@@ -24,7 +24,7 @@ from typing import Protocol
 import jax
 from omegaconf import OmegaConf
 
-from tasks import num_batches
+from tasks import make_task, num_batches
 from training import interrupt
 from training.checkpoint import Checkpoints
 from training.config import check_config
@@ -187,9 +187,18 @@ def _begin(cfg, record: RunRecord, job_configs, extra: dict) -> tuple[Run, bool]
     return Run(cfg, record, result, finished_before=previous if previous.get("status") in FINISHED else None), False
 
 
+def objective_of(cfg) -> dict:
+    """The metric the run's task selects by and its direction ({"name", "mode"}) for its record and dashboards,
+    read from the task make_task builds (no data is loaded), as the training loop reads its task's."""
+    return dict(zip(("name", "mode"), make_task(cfg.task, cfg.download).objective))
+
+
 def start_tracking(run: Run) -> None:
-    """Open the run's wandb run (resuming its previous one) and its checkpoints; write the running record."""
-    run.tracker = Tracker(run.cfg, run.record.dir, run.result["config"], run_id=run.result["wandb_id"])
+    """Open the run's wandb run (resuming its previous one) and its checkpoints; write the running record. A task
+    config its task refuses fails here, once the run has started (recorded as failed, as a failure in training)."""
+    run.result["objective"] = objective_of(run.cfg)
+    run.tracker = Tracker(run.cfg, run.record.dir, run.result["config"], run.result["objective"]["name"],
+                          run_id=run.result["wandb_id"])
     run.result["wandb_id"] = run.tracker.id
     run.record.write_result(run.result)
     run.ckpt = Checkpoints(run.record.dir / "checkpoints")
@@ -294,7 +303,7 @@ def end_epoch(run: Run, epoch, step, train_m, valid_m, test_m, seconds, objectiv
 
 def stopped_early(run: Run, epoch: int) -> bool:
     """Greff et al.'s early stopping: `patience` epochs without a better validation metric end the run."""
-    patience = run.cfg.get("patience")
+    patience = run.cfg.patience
     return bool(patience) and epoch < run.cfg.epochs and epoch - run.meta["best"]["epoch"] >= patience
 
 

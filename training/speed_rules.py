@@ -25,13 +25,10 @@ kernel, each on 28- and 784-step sequences against cuDNN).
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import jax
 
 SETTINGS = ("auto", True, False)
 PATHS = ("unroll", "hoist_projection", "fused_gradient", "kernel", "parallel_scan")  # the speed settings that pick a scan path
-AUTO = SimpleNamespace(**dict.fromkeys(PATHS, "auto"))  # conf/config.yaml's defaults, for code that builds models itself
 
 
 def backend_of(platform: str | None = None) -> str:

@@ -70,17 +70,17 @@ class EventFiles:
 
 
 class Tracker:
-    def __init__(self, cfg, run_dir: Path, resolved_config: dict, run_id: str | None = None):
-        from tasks import TASKS
+    """A run's dashboards. objective: the metric its task selects by (the record's `objective`, which the
+    training loop uses too), for TensorBoard's HParams tab."""
 
+    def __init__(self, cfg, run_dir: Path, resolved_config: dict, objective: str | None, run_id: str | None = None):
         self.run = None
-        objective = getattr(TASKS.get(cfg.task.name), "objective", (None,))[0]
         self.events = EventFiles(run_dir, resolved_config, objective) if cfg.tensorboard else None
         if cfg.wandb.mode == "disabled":
             return
         import wandb
 
-        verbose = bool(cfg.get("verbose"))
+        verbose = cfg.verbose
         self.run = wandb.init(
             mode=cfg.wandb.mode, project=cfg.wandb.project, entity=cfg.wandb.entity,
             group=cfg.wandb.group or sweep_group(), name=run_name(cfg),

@@ -165,7 +165,7 @@ def objective(job) -> float | None:
 
 def run_study(sweeper, arguments: list[str]) -> None:
     config = sweeper.config
-    configure_logging(bool(config.get("verbose", False)))  # Optuna is imported now: its INFO lines only if verbose
+    configure_logging(config.verbose)  # Optuna is imported now: its INFO lines only if verbose
     space, fixed = search_space(sweeper.params, arguments)
     if not space:  # every trial would be the same run, in the same folder
         sys.exit("error: the Optuna sweeper has nothing to draw: give it a search space (hydra.sweeper.params, or a "

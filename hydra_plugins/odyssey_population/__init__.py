@@ -33,13 +33,18 @@ from omegaconf import OmegaConf, open_dict, read_write
 log = logging.getLogger(__name__)  # the launcher's own lines (the jobs it lists), as Hydra's launchers write them
 trained = logging.getLogger("odyssey")  # what happens to the trials: Odyssey's lines, in a run's format
 
+# the launcher's settings as conf/launch/population.yaml gives them: their one source (the yaml is read, not imported
+# through training, so that Hydra's plugin scan stays free of JAX)
+SETTINGS = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "launch" / "population.yaml").hydra.launcher
+
 
 @dataclass
 class PopulationLauncherConf:
     _target_: str = "hydra_plugins.odyssey_population.PopulationLauncher"
-    max_size: Optional[int] = None  # most trials in one population (memory); null: a whole group
-    width_bucket: Any = "auto"  # widths padded together: N units per bucket, null (to the widest) or auto (32 on CPU, else null)
-    mix_variants: bool = False  # Greff's variants of one task in one population (switches as data; FGR apart)
+    # conf/launch/population.yaml's values (read from it, so `hydra/launcher=population` without launch= has them too)
+    max_size: Optional[int] = SETTINGS.max_size  # most trials in one population (memory); null: a whole group
+    width_bucket: Any = SETTINGS.width_bucket  # widths padded together: N units per bucket, null (to the widest) or auto
+    mix_variants: bool = SETTINGS.mix_variants  # Greff's variants of one task in one population (switches as data; FGR apart)
     backend: str = "here"  # here | local | slurm: where each population runs (local and slurm: a submitit job each)
     submitit: Dict[str, Any] = field(default_factory=dict)  # submitit executor parameters (timeout_min, partition, ...)
 
@@ -49,7 +54,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="population", node=Pop
 
 
 class PopulationLauncher(Launcher):
-    def __init__(self, max_size: Optional[int] = None, width_bucket: Any = "auto", mix_variants: bool = False,
+    def __init__(self, max_size: Optional[int], width_bucket: Any, mix_variants: bool,
                  backend: str = "here", submitit: Optional[Dict[str, Any]] = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"hydra.launcher.backend={backend!r}; choose one of {', '.join(BACKENDS)}.")
@@ -67,7 +72,7 @@ class PopulationLauncher(Launcher):
         from training.records import job_configs
 
         configure_host(self.config.speed)  # before JAX starts its backends
-        configure_logging(self.config.get("verbose", False))
+        configure_logging(self.config.verbose)
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
