@@ -530,22 +530,42 @@ def settings(config: dict, prefix: str = "") -> dict[str, str]:
 def odd_settings(configs: dict[str, dict]) -> dict:
     """The trials (by path) whose settings differ from the settings most trials share.
 
+    Settings outside the cell (`cell.*`) are compared over all trials; a cell's own keys only among the trials
+    of that cell: each cell's config holds the keys it reads (a minGRU has no recurrent_init, an LSTM has a
+    forget_bias), which is what tells cells apart, not a setting that makes their trials unlike.
     `configs`: each trial's resolved config. Returns {"kept": how many trials share the majority's
     settings, "tie": whether another set of settings had as many trials (the first in sorted order is
     then kept), "odd": [{"path", "differences": [(key, its value, the majority's value)]}]} in path order.
     """
     flat = {path: settings(cfg) for path, cfg in configs.items()}
+    shared = {p: {k: v for k, v in s.items() if not k.startswith("cell.")} for p, s in flat.items()}
+    own = {p: {k: v for k, v in s.items() if k.startswith("cell.")} for p, s in flat.items()}
+    majority, tie = _majority(shared)
+    by_cell: dict[str, list[str]] = {}
+    for path, cfg in configs.items():
+        by_cell.setdefault(json.dumps(((cfg or {}).get("cell") or {}).get("name")), []).append(path)
+    for paths in by_cell.values():
+        cell_majority, cell_tie = _majority({p: own[p] for p in paths})
+        majority.update({p: {**majority[p], **cell_majority[p]} for p in paths})
+        tie |= cell_tie
+    odd = []
+    for path in sorted(flat):
+        mine, theirs = flat[path], majority[path]
+        differences = [(k, mine.get(k, ABSENT), theirs.get(k, ABSENT)) for k in sorted(set(mine) | set(theirs))
+                       if mine.get(k, ABSENT) != theirs.get(k, ABSENT)]
+        if differences:
+            odd.append({"path": path, "differences": differences})
+    return {"kept": len(flat) - len(odd), "tie": tie, "odd": odd}
+
+
+def _majority(flat: dict[str, dict]) -> tuple[dict[str, dict], bool]:
+    """({path: the settings most of these trials share}, whether another set had as many: the first of the
+    tied ones in sorted order is the majority then)."""
     groups: dict[str, list[str]] = {}
     for path, s in flat.items():
         groups.setdefault(json.dumps(s, sort_keys=True), []).append(path)
     ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     if not ranked:
-        return {"kept": 0, "tie": False, "odd": []}
+        return {}, False
     majority = json.loads(ranked[0][0])
-    odd = []
-    for path in sorted(p for _, paths in ranked[1:] for p in paths):
-        mine = flat[path]
-        keys = sorted(set(mine) | set(majority))
-        odd.append({"path": path, "differences": [(k, mine.get(k, ABSENT), majority.get(k, ABSENT)) for k in keys
-                                                  if mine.get(k, ABSENT) != majority.get(k, ABSENT)]})
-    return {"kept": len(ranked[0][1]), "tie": len(ranked) > 1 and len(ranked[1][1]) == len(ranked[0][1]), "odd": odd}
+    return {p: majority for p in flat}, len(ranked) > 1 and len(ranked[1][1]) == len(ranked[0][1])

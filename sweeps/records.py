@@ -142,7 +142,8 @@ def unpack(path, into) -> dict:
 
 def check(study, scratch=None) -> list[str]:
     """Regenerate <study>/report.md from <study>/records.jsonl.gz (into `scratch`, a temporary folder if
-    None) and compare it with the committed one, byte for byte; the figures are not compared. Returns
+    None), against the reference variant the committed report names, and compare it with the committed one,
+    byte for byte; the figures are not compared. Returns
     the differences as unified-diff lines (empty: the page's report is its records')."""
     from sweeps import report
 
@@ -152,7 +153,8 @@ def check(study, scratch=None) -> list[str]:
         return [f"{committed} is missing"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(scratch) if scratch else Path(tmp)
-        fresh = report.write_report(study / f"records{SUFFIX}", out).read_text()
+        reference = re.search(r"Reference variant: `([^`]+)`", committed.read_text())  # as the page was made
+        fresh = report.write_report(study / f"records{SUFFIX}", out, **({"reference": reference.group(1)} if reference else {})).read_text()
     if fresh == committed.read_text():
         return []
     return list(difflib.unified_diff(committed.read_text().splitlines(), fresh.splitlines(),

@@ -463,7 +463,7 @@ def left_out_lines(trials: list[Trial], groups: dict, results: dict) -> list[str
     measured = {g: f for g, f in floors.items() if f}
     if measured:
         md += ["Seed-to-seed spread (draws alike in variant and every searched hyperparameter, run with several "
-               "seeds): " + "; ".join(f"{g}: sd {f['sd']:.3g} over {f['draws']} draws ({f['trials']} trials), "
+               "seeds): " + "; ".join(f"{g}: sd {f['sd']:.3g} over {f['draws']} draw{'s' * (f['draws'] != 1)} ({f['trials']} trials), "
                                       f"{100 * f['share']:.1f} % of the metric's variance" for g, f in measured.items())
                + ". That share is noise no hyperparameter can explain.", ""]
     elif len({t.seed for t in trials}) > 1:
@@ -500,7 +500,7 @@ def write_report(root, out=None, reference: str = "v", title: str | None = None)
     out.mkdir(parents=True, exist_ok=True)
     md = [f"# Sweep report: `{title or root}`", "",
           f"{len(trials) + len(problems)} run records: {len(trials)} count as trials, {len(problems)} do not "
-          "(listed at the end).", "", INTRO.format(ref=reference)]
+          f"(listed at the end). Reference variant: `{reference}` (`--reference`).", "", INTRO.format(ref=reference)]
     by_task = defaultdict(list)
     for t in trials:
         by_task[(t.task, t.metric)].append(t)

@@ -520,6 +520,17 @@ def test_odd_settings_names_each_trial_whose_settings_are_not_the_majoritys_and_
     assert tie["tie"] and tie["kept"] == 1 and [o["path"] for o in tie["odd"]] == ["b"]  # '{"batch_size": "1"' sorts first
 
 
+def test_each_cells_own_keys_are_compared_only_among_that_cells_trials():
+    """A minGRU's config has no recurrent_init and an LSTM's has a forget_bias: that is what tells the cells
+    apart, not a setting that makes their trials unlike; an LSTM trial with another forget_bias is."""
+    mingru = {"name": "mingru", "switches": {}, "kernel_init": "glorot_uniform"}
+    configs = {f"np{i}": config(seed=i) for i in range(3)} | {f"mingru{i}": config(seed=i, cell=mingru) for i in range(2)}
+    configs["np_odd"] = config(**{"cell.forget_bias": 0.0})
+    odd = evidence.odd_settings(configs)
+    assert odd["kept"] == 5 and not odd["tie"]
+    assert odd["odd"] == [{"path": "np_odd", "differences": [("cell.forget_bias", "0.0", "1.0")]}]
+
+
 def test_records_made_by_another_commit_are_left_out_as_another_setting_is(tmp_path):
     """A study resumed by newer code would pool two code versions: the commit each record names is compared
     as a setting; records written before commits were recorded carry none and compare equal."""
