@@ -375,6 +375,11 @@ def mark_failed(run: Run, error: Exception) -> None:
     Checkpoints a failed save left half-written are removed; when result.json itself cannot be written
     (a full disk), the line says so and the record stays as it last was."""
     reason = failure_reason(error)
+    if reason.startswith("the disk is full"):
+        # Orbax's abandoned background writes fail again on the same disk, and asyncio logs each of their
+        # uncollected futures as an ERROR with a traceback ("Future exception was never retrieved", seen in a
+        # CI run): the one line below already says what failed and what to do
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     if run.ckpt is not None:
         run.ckpt.abandon()
     try:
