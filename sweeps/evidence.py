@@ -416,12 +416,14 @@ def fanova_shares(X: np.ndarray, y: np.ndarray, subsets: list[tuple[int, ...]], 
 FANOVA_RESAMPLES, FANOVA_RESAMPLE_TREES = 30, 64
 
 
-def importance_intervals(trials: list[Trial], resamples: int = FANOVA_RESAMPLES, trees: int = FANOVA_RESAMPLE_TREES,
+def importance_intervals(trials: list[Trial], resamples: int | None = None, trees: int | None = None,
                          level: float = 0.95, seed: int = 0) -> tuple[dict[str, tuple[float, float]], int]:
     """Percentile bootstrap intervals of importance()'s shares: the trials are resampled with replacement
-    `resamples` times and a `trees`-tree forest (seed varied per resample) is refit to each. Returns
+    `resamples` (default FANOVA_RESAMPLES) times and a `trees`-tree forest (FANOVA_RESAMPLE_TREES; seed
+    varied per resample) is refit to each. Returns
     {effect: (low, high)} and how many resamples gave shares (one whose forest is constant, or in which
     no hyperparameter varies, is dropped); an effect absent from a resample counts as 0 there."""
+    resamples, trees = resamples or FANOVA_RESAMPLES, trees or FANOVA_RESAMPLE_TREES
     rng = np.random.default_rng(seed)
     draws = []
     for b in range(resamples):

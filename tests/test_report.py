@@ -11,7 +11,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from conftest import compose_config
+from conftest import SMALL_FORESTS, compose_config, small_forests
 from sweeps import evidence, report
 from sweeps.evidence import Trial
 
@@ -81,7 +81,8 @@ def sweep(tmp_path_factory):
     bad = root / "multirun" / "broken" / "4"
     bad.mkdir()
     (bad / "result.json").write_text('{"status": "compl')
-    report.write_report(root)
+    with small_forests():
+        report.write_report(root)
     return root
 
 
@@ -176,7 +177,8 @@ def test_the_report_says_what_fanova_measures_and_names_the_seed_floor_and_what_
             for seed in range(2):
                 write_record(tmp_path / f"{cell}-{lr}-{seed}", cell=cell, lr=lr, seed=seed, momentum=None,
                              value=0.8 + 0.05 * (cell == "gru") - 0.02 * abs(math.log10(lr) + 3) + 0.002 * rng.normal())
-    report.write_report(tmp_path)
+    with small_forests():  # what is written where, not the shares' precision
+        report.write_report(tmp_path)
     fanova = section((tmp_path / "report" / "report.md").read_text(), "Hyperparameter importance", "###")
     assert "shares of the forest's variance, not of the metric's" in fanova and "out-of-bag R²" in fanova
     assert "what no hyperparameter explains" not in fanova and "| rest |" not in fanova
@@ -589,8 +591,10 @@ def test_the_report_says_when_there_is_nothing_to_pair_and_gives_every_new_secti
     low, high = map(float, effects[0][2].split("[")[1].rstrip("]").split(", "))
     assert low < -0.03 + 0.01 and high > -0.03 - 0.01 and high < 0  # the 0.03 shift (plus the draws' spread)
     intervals = section(mnist, "Hyperparameter importance", "###").split("95 % bootstrap interval")[1]
-    assert f"each forest refit with {evidence.FANOVA_RESAMPLE_TREES} trees" in intervals
-    assert "Resamples whose forest split: all variants 30, v 30, nig 30, np 30." in intervals
+    resamples, trees, shares = (SMALL_FORESTS[k] for k in ("FANOVA_RESAMPLES", "FANOVA_RESAMPLE_TREES", "TREES"))
+    assert f"{resamples} resamples of the row's trials" in intervals  # the sizes the report used, named
+    assert f"each forest refit with {trees} trees (the shares: {shares})" in intervals
+    assert f"Resamples whose forest split: all variants {resamples}, v {resamples}, nig {resamples}, np {resamples}." in intervals
 
 
 @pytest.mark.slow
@@ -651,7 +655,8 @@ def test_no_single_record_stops_the_report_each_bad_one_is_listed_with_its_reaso
     write_record(tmp_path / "odd_lines", momentum=None)
     (tmp_path / "odd_lines" / "metrics.jsonl").write_text('[1]\n"x"\n{"epoch": 1, "epoch_seconds": "slow"}\n')
 
-    report.write_report(tmp_path)
+    with small_forests():  # what is written where, not the shares' precision
+        report.write_report(tmp_path)
     md = (tmp_path / "report" / "report.md").read_text()
     problems = section(md, "Runs that do not count")
     assert "`null` | unreadable | result.json holds null, not a run record (a JSON object)" in problems
