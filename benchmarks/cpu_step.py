@@ -3,6 +3,7 @@
     python -m benchmarks.cpu_step                  # batch 64 (one of two CPU devices' share of 128), H=128
     python -m benchmarks.cpu_step --batch 128      # a whole batch on one device
     python -m benchmarks.cpu_step --batch 128 --keep-freed-memory   # glibc keeps freed memory (benchmarks/malloc.py)
+    python -m benchmarks.cpu_step --only loop recurrence --length 784   # the loop's own cost, the parallel scan, T=784
 
 Two tables, on one XLA CPU device (train.py splits a batch over one device per core; each device then
 runs this):
@@ -10,7 +11,12 @@ runs this):
      recurrence must do) and as one [28·B, H] matmul (what a hoisted projection or a weight gradient
      after the loop does), and the weight gradient Σ_t y_tᵀ·d_t accumulated in a scan or as one matmul;
   2. the gradient of `np` on row MNIST (T=28, D=28) with the projection inside the step (the CPU
-     default), hoisted before the scan, and with paths/fused.py's hand-written gradient.
+     default), hoisted before the scan, and with paths/fused.py's hand-written gradient;
+  3. the while loop's own cost (issue 28: the first suspect for XLA:CPU trailing oneDNN at T=784): a scan
+     whose body does next to nothing (h·0.5 + x_t on [B, H]) against np's forward and gradient over the
+     same `--length` steps of one input feature (pixel MNIST), per time step;
+  4. the linear recurrence h_t = a_t ⊙ h_{t-1} + b_t alone (minGRU's and minLSTM's, issue 30), over
+     `--length` steps: lax.scan against paths/parallel.py's jax.lax.associative_scan, forward and gradient.
 Median of `--rounds` interleaved rounds of `--reps` calls.
 """
 
@@ -25,8 +31,10 @@ import numpy as np
 
 from training.host_memory import set_policy
 from training.model import SequenceModel
+from training.provenance import describe_cpu
 
 T, D = 28, 28
+TABLES = ["matmul", "paths", "loop", "recurrence"]
 
 
 def timed(fns: dict, rounds: int, reps: int) -> dict:
@@ -78,6 +86,49 @@ def scan_paths(B: int, H: int, rounds: int, reps: int) -> None:
         print(f"| {name} | {t:.2f} |")
 
 
+def loop_cost(B: int, H: int, length: int, rounds: int, reps: int) -> None:
+    k = jax.random.key(0)
+    h0, xs = jnp.zeros((B, H)), jax.random.normal(k, (length, B, H))
+
+    def minimal(h0, xs):
+        return jnp.sum(jax.lax.scan(lambda h, x: (h * 0.5 + x, None), h0, xs)[0])
+
+    x = jnp.asarray(np.random.default_rng(0).random((B, length, 1)), jnp.float32)
+    model = SequenceModel(cell="np", hidden=H, output_size=10)
+    params = model.init(jax.random.key(0), x)
+    np_loss = lambda p: jnp.sum(model.apply(p, x) ** 2)  # noqa: E731
+    fns = {"minimal body, forward": (jax.jit(minimal), (h0, xs)),
+           "minimal body, gradient": (jax.jit(jax.grad(minimal, argnums=(0, 1))), (h0, xs)),
+           "np, forward": (jax.jit(np_loss), (params,)), "np, gradient": (jax.jit(jax.grad(np_loss)), (params,))}
+    ms = timed({name: (lambda f=f, a=a: f(*a)) for name, (f, a) in fns.items()}, rounds, reps)
+    print(f"\n| {length} steps, B={B}, H={H} | ms | µs per step | share of np's |\n|---|---:|---:|---:|")
+    for name, t in ms.items():
+        of_np = ms[f"np, {name.split(', ')[1]}"]
+        print(f"| {name} | {t:.2f} | {t * 1e3 / length:.1f} | {t / of_np:.1%} |")
+
+
+def recurrence(B: int, H: int, length: int, rounds: int, reps: int) -> None:
+    from paths.parallel import _compose
+
+    k1, k2 = jax.random.split(jax.random.key(0))
+    a, b = jax.nn.sigmoid(jax.random.normal(k1, (length, B, H))), jax.random.normal(k2, (length, B, H))
+
+    def sequential(a, b):
+        return jax.lax.scan(lambda h, ab: (ab[0] * h + ab[1],) * 2, jnp.zeros((B, H)), (a, b))[1]
+
+    def parallel(a, b):
+        return jax.lax.associative_scan(_compose, (a, b), axis=0)[1]
+
+    fns = {}
+    for name, f in (("lax.scan", sequential), ("associative_scan", parallel)):
+        fns[f"{name}, forward"] = jax.jit(f)
+        fns[f"{name}, gradient"] = jax.jit(jax.grad(lambda a, b, f=f: jnp.sum(jnp.sin(f(a, b))), argnums=(0, 1)))
+    ms = timed({name: (lambda f=f: f(a, b)) for name, f in fns.items()}, rounds, reps)
+    print(f"\n| h = a ⊙ h + b, {length} steps, B={B}, H={H} | ms | × lax.scan's |\n|---|---:|---:|")
+    for name, t in ms.items():
+        print(f"| {name} | {t:.2f} | {t / ms['lax.scan, ' + name.split(', ')[1]]:.2f} |")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line (tests/test_readme.py parses every command the docs quote with it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -85,6 +136,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--length", type=int, default=784, help="time steps of the loop-cost table (pixel MNIST: 784)")
+    p.add_argument("--only", choices=TABLES, nargs="+", default=TABLES, help="which tables to print (default: all)")
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="keep freed memory in the heap, as train.py does (training/host_memory.py); default: glibc's policy")
     return p
@@ -95,10 +148,16 @@ def main(argv=None):
     if args.keep_freed_memory:
         set_policy("keep")
     dev = jax.devices()[0]
-    print(f"# {dev.platform} ({dev.device_kind}), jax {jax.__version__}, one device; median of {args.rounds} rounds"
-          f"{'; glibc keeps freed memory' if args.keep_freed_memory else ''}\n")
-    matmul_shapes(args.batch, args.hidden, args.rounds, args.reps)
-    scan_paths(args.batch, args.hidden, args.rounds, args.reps)
+    print(f"# {dev.platform} ({dev.device_kind}), {describe_cpu()}, jax {jax.__version__}, one device; "
+          f"median of {args.rounds} rounds{'; glibc keeps freed memory' if args.keep_freed_memory else ''}\n")
+    if "matmul" in args.only:
+        matmul_shapes(args.batch, args.hidden, args.rounds, args.reps)
+    if "paths" in args.only:
+        scan_paths(args.batch, args.hidden, args.rounds, args.reps)
+    if "loop" in args.only:
+        loop_cost(args.batch, args.hidden, args.length, args.rounds, args.reps)
+    if "recurrence" in args.only:
+        recurrence(args.batch, args.hidden, args.length, args.rounds, args.reps)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow  # each runs a benchmark script: minutes in all
 SMOKE = {
     "benchmarks.throughput": ["--cells", "np", "--shapes", "row", "--steps", "1", "--rounds", "1", "--no-torch",
                               "--fused-gradient", "false"],
-    "benchmarks.cpu_step": ["--batch", "4", "--hidden", "8", "--rounds", "1", "--reps", "1", "--keep-freed-memory"],
+    "benchmarks.cpu_step": ["--batch", "4", "--hidden", "8", "--length", "16", "--rounds", "1", "--reps", "1",
+                            "--keep-freed-memory"],
     "benchmarks.malloc": ["--shapes", "row", "--rounds", "1", "--steps", "1", "--fused-gradient", "false"],
     "benchmarks.population": ["--cell", "np", "--hidden", "8", "--batch", "8", "--sizes", "2", "--steps", "1"],
 }
