@@ -426,6 +426,24 @@ def enospc(path) -> OSError:
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
+def test_after_a_full_disk_asyncio_is_quiet_about_the_failed_writes_only():
+    """Orbax's abandoned writes fail again on the full disk; asyncio's "Future exception was never retrieved"
+    for them is dropped, every other asyncio record (an error of another kind) still shows."""
+    import logging
+
+    from training.run import DiskFullFutures
+
+    def record(error):
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Future exception was never retrieved",
+                                 None, (type(error), error, None))
+
+    quiet = DiskFullFutures()
+    assert not quiet.filter(record(enospc("/ckpt/state")))
+    assert not quiet.filter(record(RuntimeError("tensorstore: No space left on device")))
+    assert quiet.filter(record(ValueError("something else")))
+    assert quiet.filter(logging.LogRecord("asyncio", logging.WARNING, __file__, 1, "slow callback", None, None))
+
+
 def full_disk_at(monkeypatch, where: str, after: int, stays_full: bool) -> None:
     """The disk fills up at the `after`+1-th write of `where` (metrics: an epoch line, half written; result: a
     result.json, its temporary file left empty; checkpoint: an Orbax save, a half-written folder left);

@@ -18,7 +18,7 @@ def cell_words(cfg) -> str:
 
     name = cfg.cell.name
     if name in VARIANTS:  # Greff's variants: the switches changed on top of the named one (cell.switches)
-        switches = {k: v for k, v in (cfg.cell.get("switches") or {}).items() if v is not None}
+        switches = {k: v for k, v in cfg.cell.switches.items() if v is not None}  # conf/cell_defaults/gated.yaml
         name = "+".join([name, *(f"{k}={v}" for k, v in switches.items() if getattr(VARIANTS[name], k) != v)])
     shape = f"{cfg.layers} layers of {cfg.hidden} units" if cfg.layers > 1 else f"{cfg.hidden} units"
     return f"{name}, {shape}" + (", bidirectional" if cfg.bidirectional else "")

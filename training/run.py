@@ -369,17 +369,28 @@ def failure_reason(error: BaseException) -> str:
     return reason
 
 
+ASYNCIO = logging.getLogger("asyncio")
+
+
+class DiskFullFutures(logging.Filter):
+    """Drops asyncio's reports of futures that failed on a full disk. Orbax's abandoned background writes fail
+    again on the same disk, and asyncio logs each uncollected one as an ERROR with a traceback ("Future
+    exception was never retrieved", seen in a CI run) after the run's one line has said what failed and what
+    to do. Any other asyncio record still shows (a population or sweep goes on in the same process)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or not failure_reason(error).startswith("the disk is full")
+
+
 def mark_failed(run: Run, error: Exception) -> None:
     """Record the failure with its one-line reason. A rerun of a finished run (say with a new data_dir)
     that fails puts the finished record back, noting the failed rerun in it: nothing finished is lost.
     Checkpoints a failed save left half-written are removed; when result.json itself cannot be written
     (a full disk), the line says so and the record stays as it last was."""
     reason = failure_reason(error)
-    if reason.startswith("the disk is full"):
-        # Orbax's abandoned background writes fail again on the same disk, and asyncio logs each of their
-        # uncollected futures as an ERROR with a traceback ("Future exception was never retrieved", seen in a
-        # CI run): the one line below already says what failed and what to do
-        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    if reason.startswith("the disk is full") and not any(isinstance(f, DiskFullFutures) for f in ASYNCIO.filters):
+        ASYNCIO.addFilter(DiskFullFutures())
     if run.ckpt is not None:
         run.ckpt.abandon()
     try:
