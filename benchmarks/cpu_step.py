@@ -12,9 +12,10 @@ runs this):
      after the loop does), and the weight gradient Σ_t y_tᵀ·d_t accumulated in a scan or as one matmul;
   2. the gradient of `np` on row MNIST (T=28, D=28) with the projection inside the step (the CPU
      default), hoisted before the scan, and with paths/fused.py's hand-written gradient;
-  3. the while loop's own cost (issue 28: the first suspect for XLA:CPU trailing oneDNN at T=784): a scan
-     whose body does next to nothing (h·0.5 + x_t on [B, H]) against np's forward and gradient over the
-     same `--length` steps of one input feature (pixel MNIST), per time step;
+  3. where an LSTM step's time goes over `--length` steps (issue 28: XLA:CPU trails oneDNN at T=784): the
+     while loop with a body that does next to nothing, the recurrent matmul alone, the gate math alone, and
+     both (an LSTM step), forward and gradient, against np as train.py's model runs it on one input feature
+     (pixel MNIST), per time step;
   4. the linear recurrence h_t = a_t ⊙ h_{t-1} + b_t alone (minGRU's and minLSTM's, issue 30), over
      `--length` steps: lax.scan against paths/parallel.py's jax.lax.associative_scan, forward and gradient.
 Median of `--rounds` interleaved rounds of `--reps` calls.
@@ -87,23 +88,38 @@ def scan_paths(B: int, H: int, rounds: int, reps: int) -> None:
 
 
 def loop_cost(B: int, H: int, length: int, rounds: int, reps: int) -> None:
-    k = jax.random.key(0)
-    h0, xs = jnp.zeros((B, H)), jax.random.normal(k, (length, B, H))
+    """An LSTM step's parts, each alone in a `length`-step scan (plain JAX), against np as train.py runs it."""
+    k1, k2 = jax.random.split(jax.random.key(0))
+    R, xs = jax.random.normal(k1, (H, 4 * H)) * 0.05, jax.random.normal(k2, (length, B, 4 * H)) * 0.1
 
-    def minimal(h0, xs):
-        return jnp.sum(jax.lax.scan(lambda h, x: (h * 0.5 + x, None), h0, xs)[0])
+    def gates(c, z):  # the gate math of an LSTM without peepholes (np), on the [B, 4H] pre-activations
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        return c, jax.nn.sigmoid(o) * jnp.tanh(c)
+
+    bodies = {"minimal body (h·0.5 + x_t)": lambda ch, x: (ch[0], ch[1] * 0.5 + x[:, :H]),
+              "the recurrent matmul alone": lambda ch, x: (ch[0], (ch[1] @ R)[:, :H] + x[:, :H]),
+              "the gate math alone": lambda ch, x: gates(ch[0], x + jnp.tile(ch[1], 4)),
+              "matmul and gate math (an LSTM step)": lambda ch, x: gates(ch[0], ch[1] @ R + x)}
+
+    def scanned(body):
+        return lambda R_, xs: jnp.sum(jax.lax.scan(lambda ch, x: (body(ch, x), None),
+                                                   (jnp.zeros((B, H)), jnp.zeros((B, H))), xs)[0][1])
 
     x = jnp.asarray(np.random.default_rng(0).random((B, length, 1)), jnp.float32)
     model = SequenceModel(cell="np", hidden=H, output_size=10)
     params = model.init(jax.random.key(0), x)
     np_loss = lambda p: jnp.sum(model.apply(p, x) ** 2)  # noqa: E731
-    fns = {"minimal body, forward": (jax.jit(minimal), (h0, xs)),
-           "minimal body, gradient": (jax.jit(jax.grad(minimal, argnums=(0, 1))), (h0, xs)),
-           "np, forward": (jax.jit(np_loss), (params,)), "np, gradient": (jax.jit(jax.grad(np_loss)), (params,))}
+    fns = {}
+    for name, body in bodies.items():
+        fns[f"{name}, forward"] = (jax.jit(scanned(body)), (R, xs))
+        fns[f"{name}, gradient"] = (jax.jit(jax.grad(scanned(body), argnums=(0, 1))), (R, xs))
+    fns.update({"np in train.py's model (one input feature), forward": (jax.jit(np_loss), (params,)),
+                "np in train.py's model (one input feature), gradient": (jax.jit(jax.grad(np_loss)), (params,))})
     ms = timed({name: (lambda f=f, a=a: f(*a)) for name, (f, a) in fns.items()}, rounds, reps)
     print(f"\n| {length} steps, B={B}, H={H} | ms | µs per step | share of np's |\n|---|---:|---:|---:|")
     for name, t in ms.items():
-        of_np = ms[f"np, {name.split(', ')[1]}"]
+        of_np = ms[f"np in train.py's model (one input feature), {name.rsplit(', ', 1)[1]}"]
         print(f"| {name} | {t:.2f} | {t * 1e3 / length:.1f} | {t / of_np:.1%} |")
 
 

@@ -76,10 +76,9 @@ def parallel_scan(setting, backend: str, cell: str) -> bool:
     --parallel-scan false true --rounds 3 --no-flax --no-torch`, seq/s sequential / parallel: row mingru
     25,806 / 15,828, minlstm 12,435 / 7,030; pixel mingru 171 / 97, minlstm 104 / 63): two cores have no
     parallelism for its log T levels to use, and it does about twice the work. The recurrence alone says the
-    same (`python -m benchmarks.cpu_step --only recurrence --length 784`, 2026-12-06, B=64, H=128, load ~4):
-    associative_scan takes 3.7x lax.scan's time forward (54 against 15 ms) and 2.7x in the gradient, while
-    the sequential loop's own cost is ~4 us a step (`--only loop`): nothing for a parallel form to save on
-    CPU. GPU/TPU: off until `bash benchmarks/gpu_check.sh parallel` has timed it."""
+    same (`python -m benchmarks.cpu_step --only loop recurrence --length 784`, 2026-12-06 10:54, B=64, H=128,
+    load 4.1): associative_scan takes 3.4x lax.scan's time forward (66 against 20 ms) and 2.7x in the
+    gradient, while the loop's own cost is 8 us a step forward: nothing for a parallel form to save on CPU. GPU/TPU: off until `bash benchmarks/gpu_check.sh parallel` has timed it."""
     return _switch(setting, auto=False)
 
 
