@@ -23,18 +23,48 @@ from training.progress import EpochProgress
 from training.run import summary_line
 
 
+PIPED = ["task.train_size=128", "cell=np", "cell.switches={coupled: true}", "progress_seconds=0.001"]
+
+
+class Said(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def piped_run(tmp_path_factory):
-    """`python train.py` with stdout and stderr a pipe, as under Slurm or `| tee`: a tiny NP+CIFG run whose
-    epoch has 8 steps, with a progress line due after every step (progress_seconds=0.001)."""
+    """A tiny NP+CIFG run whose epoch has 8 steps, with a progress line due after every step
+    (progress_seconds=0.001), trained in this process, whose stderr is pytest's capture and no terminal, as
+    under Slurm or `| tee`; what the odyssey logger said. The whole `python train.py` into a real pipe says
+    the same (test_python_train_py_into_a_pipe_says_the_same_lines, slow tier)."""
     run_dir = tmp_path_factory.mktemp("piped")
-    overrides = [o for o in TINY if not o.startswith("task.train_size")] + [
-        "task.train_size=128", "cell=np", "cell.switches={coupled: true}", "progress_seconds=0.001",
-        f"hydra.run.dir={run_dir}"]
+    said, logger = Said(), logging.getLogger("odyssey")
+    level = logger.level
+    logger.addHandler(said)
+    logger.setLevel(logging.INFO)
+    try:
+        result = train(compose_config(*PIPED), run_dir)
+    finally:
+        logger.removeHandler(said)
+        logger.setLevel(level)
+    return said.lines, run_dir, result
+
+
+@pytest.mark.slow
+def test_python_train_py_into_a_pipe_says_the_same_lines(tmp_path):
+    overrides = [*TINY, *PIPED, f"hydra.run.dir={tmp_path}"]
     proc = subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT, text=True, capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line.split(" - ", 1)[1] for line in (proc.stdout + proc.stderr).splitlines() if "[odyssey]" in line]
-    return lines, run_dir, json.loads((run_dir / "result.json").read_text())
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert lines[0].startswith("training np+coupled=True, 8 units, on adding: ") and lines[0].endswith(f"run folder {tmp_path}")
+    assert any(re.fullmatch(r"epoch 1/1: step \d/8 \(\d+%\), .*loss \d+\.\d{4}", line) for line in lines), lines
+    assert lines[-2].startswith("epoch 1  ") and "time steps/s" in lines[-2]
+    assert f"test mse {result['test']['mse']:.4f} (chance {result['chance']['test']:.4f}" in lines[-1]
 
 
 def test_the_first_line_of_a_run_names_cell_with_switches_task_parameters_devices_and_folder(piped_run):
