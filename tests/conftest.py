@@ -89,7 +89,6 @@ def shared_data(sub: str) -> Path:
     return path
 
 
-
 SMALL_FORESTS = {"TREES": 128, "FANOVA_RESAMPLES": 10, "FANOVA_RESAMPLE_TREES": 32}
 
 
