@@ -175,7 +175,6 @@ def test_a_figure_typed_into_a_study_page_is_caught_unless_its_source_is_declare
     assert records.unquoted(page, tmp_path / "report.md") == [f"{page}: no '## Status and results' or '## Results' heading"]
 
 
-
 @pytest.mark.parametrize("records_file", [pytest.param(p, id=p.parent.name) for p in COMMITTED])
 def test_each_committed_study_page_quotes_only_its_reports_figures(records_file):
     """No figure in a study page's results is typed by hand: each is printed by the report beside it, or its

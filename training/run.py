@@ -364,12 +364,13 @@ def failure_reason(error: BaseException) -> str:
     reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
     if isinstance(error, MemoryError) or "out of memory" in text.lower():
         return f"out of memory ({reason}); lower batch_size, eval_batch_size or hidden"
-    if getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+    if disk_full(error):
         return f"the disk is full ({reason}); free space and rerun the same command to resume"
     return reason
 
 
-ASYNCIO = logging.getLogger("asyncio")
+def disk_full(error: BaseException) -> bool:
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in str(error)
 
 
 class DiskFullFutures(logging.Filter):
@@ -380,7 +381,10 @@ class DiskFullFutures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return error is None or not failure_reason(error).startswith("the disk is full")
+        return error is None or not disk_full(error)
+
+
+logging.getLogger("asyncio").addFilter(DiskFullFutures())  # once, on import: it drops nothing else
 
 
 def mark_failed(run: Run, error: Exception) -> None:
@@ -389,8 +393,6 @@ def mark_failed(run: Run, error: Exception) -> None:
     Checkpoints a failed save left half-written are removed; when result.json itself cannot be written
     (a full disk), the line says so and the record stays as it last was."""
     reason = failure_reason(error)
-    if reason.startswith("the disk is full") and not any(isinstance(f, DiskFullFutures) for f in ASYNCIO.filters):
-        ASYNCIO.addFilter(DiskFullFutures())
     if run.ckpt is not None:
         run.ckpt.abandon()
     try:
