@@ -4,6 +4,7 @@
     python -m sweeps.report docs/studies/greff_jsb/records.jsonl.gz       # -> docs/studies/greff_jsb/report.md
     python -m sweeps.records check docs/studies/greff_jsb                 # report.md is what the records give?
     python -m sweeps.records unpack docs/studies/greff_jsb/records.jsonl.gz /tmp/greff_jsb   # the folder again
+    python -m sweeps.records compare my_reruns docs/studies/greff_jsb/records.jsonl.gz    # did a rerun give the same run?
 
 records.jsonl.gz is gzip'd JSON lines. The first line is a header, {"format": "odyssey-records",
 "version": 1, "sweep": <the folder as given to pack>, "records": <count>}; then one line per run
@@ -161,6 +162,70 @@ def check(study, scratch=None) -> list[str]:
                                      f"{committed} (committed)", f"{committed} (from records{SUFFIX})", lineterm=""))
 
 
+EPOCH_PARTS = ("train", "valid", "test")  # an epoch's numbers; its seconds and speeds are not compared
+
+
+def _records(source) -> dict[str, dict]:
+    """{path: entry} of a records file or of a folder of run records (packed on the fly)."""
+    if is_packed(source):
+        return {e["path"]: e for e in read(source)[1]}
+    with tempfile.TemporaryDirectory() as tmp:
+        pack(source, Path(tmp) / f"records{SUFFIX}")
+        return {e["path"]: e for e in read(Path(tmp) / f"records{SUFFIX}")[1]}
+
+
+def compare(reruns, *originals) -> list[dict]:
+    """Each completed rerun in `reruns` beside the original record of the same run in `originals` (records
+    files or folders; the same run: training.run.run_identity, so a lone rerun of a population's trial
+    matches it): the first epoch whose train/valid/test numbers differ (None: every epoch both have is
+    bit for bit the same), and each one's best epoch and test objective. A rerun with no original is listed
+    with original None."""
+    from training.run import run_identity
+
+    def identity(entry):
+        return json.dumps(run_identity(entry["result"]["config"]), sort_keys=True, default=str)
+
+    def done(entry):
+        return isinstance(entry.get("result"), dict) and "config" in entry["result"] and "metrics" in entry
+
+    pool = {identity(e): (path, e) for source in originals for path, e in _records(source).items() if done(e)}
+    rows = []
+    for path, rerun in sorted(_records(reruns).items()):
+        if not done(rerun):
+            continue
+        found, original = pool.get(identity(rerun), (None, None))
+        row = {"rerun": path, "original": found, "first_difference": None}
+        for key, entry in (("rerun", rerun), ("original", original)):
+            result = (entry or {}).get("result", {})
+            name = (result.get("objective") or {}).get("name")
+            row[f"{key}_best_epoch"] = result.get("best_epoch")
+            row[f"{key}_test"] = (result.get("test") or {}).get(name)
+            row[f"{key}_epochs"] = len((entry or {}).get("metrics", []))
+            row["objective"] = row.get("objective") or name
+        if original is not None:
+            pairs = zip(original["metrics"], rerun["metrics"])
+            row["first_difference"] = next((a.get("epoch") for a, b in pairs
+                                            if any(a.get(k) != b.get(k) for k in EPOCH_PARTS)), None)
+        rows.append(row)
+    return rows
+
+
+def compare_table(rows: list[dict]) -> str:
+    """compare()'s rows as a markdown table."""
+    lines = ["| rerun | first epoch that differs | best epoch (original, rerun) | test objective (original, rerun) | rerun − original |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if r["original"] is None:
+            lines.append(f"| `{r['rerun']}` | no original record of this run | | | |")
+            continue
+        o, n = r["original_test"], r["rerun_test"]
+        first = (f"none in {min(r['original_epochs'], r['rerun_epochs'])} epochs" if r["first_difference"] is None
+                 else str(r["first_difference"]))
+        tests, delta = ("–", "–") if None in (o, n) else (f"{o:.4f}, {n:.4f} {r['objective']}", f"{n - o:+.4g}")
+        lines.append(f"| `{r['rerun']}` | {first} | {r['original_best_epoch']}, {r['rerun_best_epoch']} | {tests} | {delta} |")
+    return "\n".join(lines)
+
+
 NUMBER = re.compile(r"(?<![\w.])[+\u2212-]?\d[\d,]*\.\d+")  # a figure with decimals: 8.485, 0.0014, 96.1, −0.010
 NOT_FROM_REPORT = re.compile(r"<!--\s*not from the report:(.*?)-->", re.S)
 
@@ -198,6 +263,10 @@ def main(argv=None) -> None:
     p = sub.add_parser("check", help="does <study>/report.md equal the report of <study>/records.jsonl.gz, and does "
                                      "<study>.md quote only the report's figures?")
     p.add_argument("study", nargs="+", help="folders holding records.jsonl.gz and report.md")
+    p = sub.add_parser("compare", help="reruns beside the original records of the same runs: the first epoch "
+                                       "that differs, best epochs and test objectives")
+    p.add_argument("reruns", help="a records.jsonl.gz or a folder of run records")
+    p.add_argument("originals", nargs="+", help="records.jsonl.gz files or folders holding the original runs")
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
@@ -206,6 +275,8 @@ def main(argv=None) -> None:
             if header["bytes"] > WARN_BYTES:
                 print(f"sweeps.records: {args.out} is over {WARN_BYTES // 2**20} MB; too large to commit beside a study page",
                       file=sys.stderr)
+        elif args.command == "compare":
+            print(compare_table(compare(args.reruns, *args.originals)))
         elif args.command == "unpack":
             header = unpack(args.records, args.dir)
             print(f"wrote {header['records']} run folders of {header['sweep']} below {args.dir}")

@@ -181,3 +181,30 @@ def test_each_committed_study_page_quotes_only_its_reports_figures(records_file)
     other source is declared in the page (sweeps.records.unquoted)."""
     study = records_file.parent
     assert not records.unquoted(study.parent / f"{study.name}.md", study / "report.md")
+
+
+def test_compare_finds_each_reruns_original_and_the_first_epoch_that_differs(tmp_path):
+    """A lone rerun of a population's trial is the same run (same settings, another launch): compare says
+    whether it gave the same numbers, bit for bit, and if not from which epoch on."""
+    for i, lr in enumerate((1e-3, 1e-2)):
+        write_record(tmp_path / "study" / f"trial{i}", lr=lr, value=0.9)
+        write_record(tmp_path / "reruns" / "study" / f"trial{i}", lr=lr, value=0.9)
+    drifted = tmp_path / "reruns" / "study" / "trial1"
+    lines = [json.loads(line) for line in (drifted / "metrics.jsonl").read_text().splitlines()]
+    lines[1]["valid"]["loss"] += 1e-7  # epoch 2's validation loss, one rounding step away
+    (drifted / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = json.loads((drifted / "result.json").read_text())
+    result["test"]["accuracy"], result["best_epoch"] = 0.875, 2
+    (drifted / "result.json").write_text(json.dumps(result))
+    write_record(tmp_path / "reruns" / "study" / "other_seed", seed=7)
+    records.pack(tmp_path / "study", tmp_path / "study.jsonl.gz")
+
+    rows = {r["rerun"]: r for r in records.compare(tmp_path / "reruns", tmp_path / "study.jsonl.gz")}
+    assert rows["study/trial0"]["original"] == "trial0" and rows["study/trial0"]["first_difference"] is None
+    assert rows["study/trial1"]["original"] == "trial1" and rows["study/trial1"]["first_difference"] == 2
+    assert (rows["study/trial1"]["original_best_epoch"], rows["study/trial1"]["rerun_best_epoch"]) == (3, 2)
+    assert rows["study/other_seed"]["original"] is None
+    table = records.compare_table(list(rows.values()))
+    assert "| `study/trial0` | none in 3 epochs | 3, 3 | 0.9000, 0.9000 accuracy | +0 |" in table
+    assert "| `study/trial1` | 2 | 3, 2 | 0.9000, 0.8750 accuracy | -0.025 |" in table
+    assert "| `study/other_seed` | no original record of this run |" in table
