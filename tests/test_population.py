@@ -37,6 +37,27 @@ def test_a_population_equals_separate_runs_with_the_same_seeds(tmp_path):
         np.testing.assert_allclose([l["train"]["loss"] for l in lines_pop], [l["train"]["loss"] for l in lines_alone], rtol=1e-4)
 
 
+GREFF_REGIME = ["batch_size=1", "max_steps_per_epoch=12", "epochs=3", "optimizer=sgd", "optimizer.nesterov=true",
+                "optimizer.lr_times_one_minus_momentum=true"]  # Greff's: an update per sequence, step lr * (1 - momentum)
+
+
+def test_a_population_trial_in_greffs_regime_is_bitwise_its_lone_run_epoch_by_epoch(tmp_path):
+    """Trials of one width and seed that differ in lr, momentum and input noise: every epoch number of a trial is
+    exactly its lone run's (lax.map runs each trial's own computation). Not exactly so (measured, 1e-7 relative):
+    across seeds, the evaluation's sums over a stacked batch (each trial's own data); across widths, the backward
+    dz @ R.T, which sums over the gates' zero-padded blocks in another order; across lengths (a shorter batch
+    zero-padded in time), sums over time in another order and matmul kernels that XLA:CPU picks by shape."""
+    trials = [("3e-2", "0.3", "0.2"), ("1e-2", "0.5", "0.0"), ("5e-2", "0.1", "0.6")]  # lr, 1 - momentum, input noise
+    cfgs = [compose_config(*GREFF_REGIME, f"lr={lr}", f"optimizer.one_minus_momentum={m}", f"optimizer.momentum={1 - float(m)}",
+                           f"input_noise={n}") for lr, m, n in trials]
+    train_population(cfgs, [tmp_path / f"pop{k}" for k in range(len(cfgs))], width_bucket=None)
+    train(cfgs[2], tmp_path / "alone")
+    pop, lone = RunRecord(tmp_path / "pop2").epochs(), RunRecord(tmp_path / "alone").epochs()
+    assert len(pop) == len(lone) == 3
+    for split, key in (("train", "loss"), ("train", "grad_norm"), ("valid", "mse"), ("test", "mse")):
+        np.testing.assert_array_equal([e[split][key] for e in pop], [e[split][key] for e in lone], err_msg=f"{split} {key}")
+
+
 @pytest.mark.slow
 def test_each_trial_writes_the_record_a_lone_run_writes(tmp_path):
     cfgs = trial_configs()[:2]
@@ -180,6 +201,9 @@ def test_populations_run_as_submitit_jobs_one_per_population(tmp_path):
     jobs = [d for d in (tmp_path / ".submitit").iterdir() if d.name.isdigit()]  # a folder per job id
     assert len(jobs) == 2  # one job per cell's population
     assert "2 populations submitted (local)" in output
+    # launch=population sets launch/joblib.yaml's XLA_FLAGS before JAX starts, as joblib does: the flag picks XLA:CPU's
+    # matmul kernel for some shapes, so without it a population trial differed from the same trial of a joblib sweep
+    assert {r["provenance"]["xla_flags"] for r in results} == {"--xla_cpu_multi_thread_eigen=false"}
 
 # ---------------------------------------------------------------- variants as data (variants.SwitchedCell)
 
