@@ -41,6 +41,7 @@ GREFF_REGIME = ["batch_size=1", "max_steps_per_epoch=12", "epochs=3", "optimizer
                 "optimizer.lr_times_one_minus_momentum=true"]  # Greff's: an update per sequence, step lr * (1 - momentum)
 
 
+@pytest.mark.slow  # 64 s on the loaded 2-core VM, mostly compiling: too long for the fast tier
 def test_a_population_trial_in_greffs_regime_is_bitwise_its_lone_run_epoch_by_epoch(tmp_path):
     """Trials of one width and seed that differ in lr, momentum and input noise: every epoch number of a trial is
     exactly its lone run's (lax.map runs each trial's own computation). Not exactly so (measured, 1e-7 relative):
@@ -204,6 +205,7 @@ def test_populations_run_as_submitit_jobs_one_per_population(tmp_path):
     # launch=population sets launch/joblib.yaml's XLA_FLAGS before JAX starts, as joblib does: the flag picks XLA:CPU's
     # matmul kernel for some shapes, so without it a population trial differed from the same trial of a joblib sweep
     assert {r["provenance"]["xla_flags"] for r in results} == {"--xla_cpu_multi_thread_eigen=false"}
+
 
 # ---------------------------------------------------------------- variants as data (variants.SwitchedCell)
 
