@@ -208,3 +208,12 @@ def test_compare_finds_each_reruns_original_and_the_first_epoch_that_differs(tmp
     assert "| `study/trial0` | none in 3 epochs | 3, 3 | 0.9000, 0.9000 accuracy | +0 |" in table
     assert "| `study/trial1` | 2 | 3, 2 | 0.9000, 0.8750 accuracy | -0.025 |" in table
     assert "| `study/other_seed` | no original record of this run |" in table
+
+
+def test_the_lone_reruns_page_shows_what_compare_gives_from_the_committed_records():
+    """docs/studies/lone_reruns.md's table is `sweeps.records compare` on the committed records, verbatim."""
+    table = records.compare_table(records.compare(STUDIES / "lone_reruns" / "records.jsonl.gz",
+                                                  *(STUDIES / s / "records.jsonl.gz" for s in ("greff_jsb", "jsb_seeds"))))
+    assert table.count("\n") == 11  # header, rule, ten reruns: every rerun found its original
+    assert "no original record" not in table
+    assert table in (STUDIES / "lone_reruns.md").read_text()
