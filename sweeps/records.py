@@ -80,15 +80,21 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted({p.parent for name in ("result.json", "metrics.jsonl") for p in root.rglob(name)})
 
 
-def pack(root, out) -> dict:
-    """Write every run record below the folder `root` into the gzip'd JSON lines file `out`; returns the
-    header (with the compressed size added as "bytes")."""
-    root, out = Path(root), Path(out)
+def folder_entries(root: Path) -> list[dict]:
+    """The entries (as a records file holds them) of every run record below the folder `root`."""
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder of run records")
     entries = [_entry(d, d.relative_to(root).as_posix() or ".") for d in run_dirs(root)]
     if not entries:
         raise FileNotFoundError(f"No run records (result.json or metrics.jsonl) below {root}")
+    return entries
+
+
+def pack(root, out) -> dict:
+    """Write every run record below the folder `root` into the gzip'd JSON lines file `out`; returns the
+    header (with the compressed size added as "bytes")."""
+    root, out = Path(root), Path(out)
+    entries = folder_entries(root)
     header = {"format": FORMAT, "version": VERSION, "sweep": str(root), "records": len(entries)}
     raw = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
@@ -166,12 +172,9 @@ EPOCH_PARTS = ("train", "valid", "test")  # an epoch's numbers; its seconds and 
 
 
 def _records(source) -> dict[str, dict]:
-    """{path: entry} of a records file or of a folder of run records (packed on the fly)."""
-    if is_packed(source):
-        return {e["path"]: e for e in read(source)[1]}
-    with tempfile.TemporaryDirectory() as tmp:
-        pack(source, Path(tmp) / f"records{SUFFIX}")
-        return {e["path"]: e for e in read(Path(tmp) / f"records{SUFFIX}")[1]}
+    """{path: entry} of a records file or of a folder of run records."""
+    entries = read(source)[1] if is_packed(source) else folder_entries(Path(source))
+    return {e["path"]: e for e in entries}
 
 
 def compare(reruns, *originals) -> list[dict]:
@@ -201,7 +204,7 @@ def compare(reruns, *originals) -> list[dict]:
             row[f"{key}_best_epoch"] = result.get("best_epoch")
             row[f"{key}_test"] = (result.get("test") or {}).get(name)
             row[f"{key}_epochs"] = len((entry or {}).get("metrics", []))
-            row["objective"] = row.get("objective") or name
+            row["objective"] = row.get("objective") or name  # the rerun's, or the original's when it names none
         if original is not None:
             pairs = zip(original["metrics"], rerun["metrics"])
             row["first_difference"] = next((a.get("epoch") for a, b in pairs
