@@ -8,9 +8,8 @@ records): by default `task=mnist epochs=1 max_steps_per_epoch=50 hidden=64 wandb
 any overrides after `--`. Ways compared, with the same number of trials:
   - sequential:       one process at a time, train.py's default (speed.cpu_devices=auto: each batch
                       split over one XLA CPU device per core);
-  - sequential-1dev:  one process at a time on one XLA CPU device (JAX's own default threading);
-  - parallel:         one process per core at a time, as the sweep presets run them
-                      (speed.cpu_devices=1, single-threaded Eigen: XLA_FLAGS below);
+  - sequential-1dev:  one process at a time on one XLA CPU device;
+  - parallel:         one process per core at a time, as the sweep presets run them (speed.cpu_devices=1);
   - parallel+pin:     the same, each process pinned to its own core with `taskset` (Linux only).
 Prints a markdown table: wall seconds, trials per hour, and the speed-up over sequential. Parallel
 processes can only gain where cores are idle: measure on an otherwise quiet machine (the load is printed).
@@ -26,7 +25,6 @@ import sys
 import tempfile
 import time
 
-SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"  # conf/launch/joblib.yaml's env_set
 TRIAL = ["task=mnist", "epochs=1", "max_steps_per_epoch=50", "hidden=64", "wandb.mode=disabled"]
 
 
@@ -35,19 +33,17 @@ def trial_command(run_dir: str, index: int, overrides: list[str]) -> list[str]:
     return [sys.executable, "train.py", *TRIAL, *overrides, f"seed={index}", f"hydra.run.dir={run_dir}/t{index}"]
 
 
-WAYS = {  # way: (processes at a time: None = one per core, pin, single-threaded Eigen, speed.cpu_devices)
-    "sequential": (1, False, False, "auto"),
-    "sequential-1dev": (1, False, False, 1),
-    "parallel": (None, False, True, 1),
-    "parallel+pin": (None, True, True, 1),
+WAYS = {  # way: (processes at a time: None = one per core, pin, speed.cpu_devices); every way's Eigen
+    "sequential": (1, False, "auto"),              # matmuls run on one thread (training/devices.py)
+    "sequential-1dev": (1, False, 1),
+    "parallel": (None, False, 1),
+    "parallel+pin": (None, True, 1),
 }
 
 
-def run_trials(n: int, parallel: int, pin: bool, single_thread: bool, overrides: list[str]) -> float:
+def run_trials(n: int, parallel: int, pin: bool, overrides: list[str]) -> float:
     """Wall seconds for n trials, `parallel` at a time; raises if a trial fails."""
     env = dict(os.environ)
-    if single_thread:
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + SINGLE_THREAD).strip()
     run_dir = tempfile.mkdtemp(prefix="odyssey-sweep-bench-")
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count()))
     t0 = time.perf_counter()
@@ -88,17 +84,16 @@ def main(argv=None):
     args = parser().parse_args(argv)
     print(f"{time.strftime('%Y-%m-%d')} · {os.cpu_count()} CPUs · load {os.getloadavg()[0]:.1f} · trial: "
           f"python train.py {' '.join(TRIAL + args.overrides)} · {args.trials} trials per way\n")
-    print("| way | processes | speed.cpu_devices | XLA_FLAGS | wall s | trials/hour | vs sequential |")
-    print("|---|---:|---:|---|---:|---:|---:|")
+    print("| way | processes | speed.cpu_devices | wall s | trials/hour | vs sequential |")
+    print("|---|---:|---:|---:|---:|---:|")
     base = None
     for way in args.ways:
-        parallel, pin, single, devices = WAYS[way]
+        parallel, pin, devices = WAYS[way]
         parallel = parallel or args.parallel
-        seconds = run_trials(args.trials, parallel, pin, single, [f"speed.cpu_devices={devices}", *args.overrides])
+        seconds = run_trials(args.trials, parallel, pin, [f"speed.cpu_devices={devices}", *args.overrides])
         per_hour = 3600 * args.trials / seconds
         base = base or (per_hour if way == "sequential" else None)
-        flags = f"`{SINGLE_THREAD}`" if single else "(default)"
-        print(f"| {way} | {parallel} | {devices} | {flags} | {seconds:.0f} | {per_hour:.0f} | "
+        print(f"| {way} | {parallel} | {devices} | {seconds:.0f} | {per_hour:.0f} | "
               f"{f'{per_hour / base:.2f}×' if base else '–'} |", flush=True)
 
 

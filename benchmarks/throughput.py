@@ -3,7 +3,7 @@
     python -m benchmarks.throughput                    # all cells, row MNIST H=128, pixel MNIST, row MNIST H=512
     python -m benchmarks.throughput --quick            # np, gru, srn on row MNIST only, few steps
     python -m benchmarks.throughput --cells np gru --shapes row --steps 30 --rounds 5
-    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false python -m benchmarks.throughput --quick   # try a flag
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=true python -m benchmarks.throughput --quick   # try a flag
 
 What is timed is one training step (forward + backward + Adam update) after compilation; the
 compile time is reported separately. Odyssey runs its real step (training.split.Steps on
@@ -58,7 +58,7 @@ from tasks import task_from_conf
 from training import speed_rules
 from training.config import compose_conf
 from training.provenance import describe_cpu
-from training.devices import Placement, configure_cpu_devices
+from training.devices import Placement, configure_cpu_devices, pin_matmul_kernels
 from training.host_memory import keep_freed_memory
 from training.model import SequenceModel
 from training.optim import make_optimizer
@@ -332,6 +332,7 @@ def main(argv=None):
     args.kernel = [SETTING[v] for v in args.kernel]
     args.parallel_scan = [SETTING[v] for v in args.parallel_scan]
 
+    pin_matmul_kernels()  # as train.py: XLA:CPU's matmul kernels (XLA_FLAGS set by hand win)
     cpu_devices = configure_cpu_devices(args.cpu_devices)  # before JAX starts
     keep_freed_memory("auto")  # train.py's default (speed.keep_freed_memory); the peers share the process
     if args.torch_threads and not args.no_torch:

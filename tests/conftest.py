@@ -11,6 +11,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import training  # noqa: F401  (registers the config schema)
+from training.devices import pin_matmul_kernels
+
+# As train.py does in every process before JAX starts: the tests' in-process runs compute what their train.py
+# subprocesses (which inherit the flag) do, bit for bit.
+pin_matmul_kernels()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")

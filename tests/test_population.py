@@ -1,6 +1,7 @@
 """Population training: K trials in one vmapped program behave exactly like K lone runs."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,7 +163,8 @@ def population_multirun(sweep_dir, *overrides) -> tuple[str, list[dict]]:
     cmd = [sys.executable, "train.py", "-m", *overrides, "task=adding", "task.length=6", "task.train_size=64",
            "task.valid_size=32", "task.test_size=32", "hidden=8,13", "epochs=1", "batch_size=16", "wandb.mode=disabled",
            "cell=v,gru", f"hydra.sweep.dir={sweep_dir}"]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # not this session's: train.py sets its own
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout + out.stderr, [json.loads(p.read_text()) for p in sweep_dir.rglob("result.json")]
 
@@ -202,8 +204,8 @@ def test_populations_run_as_submitit_jobs_one_per_population(tmp_path):
     jobs = [d for d in (tmp_path / ".submitit").iterdir() if d.name.isdigit()]  # a folder per job id
     assert len(jobs) == 2  # one job per cell's population
     assert "2 populations submitted (local)" in output
-    # launch=population sets launch/joblib.yaml's XLA_FLAGS before JAX starts, as joblib does: the flag picks XLA:CPU's
-    # matmul kernel for some shapes, so without it a population trial differed from the same trial of a joblib sweep
+    # every process pins XLA:CPU's matmul kernels before JAX starts (training/devices.py): the flag picks the kernel
+    # for some shapes, so without it a population trial differed from the same trial of a joblib sweep
     assert {r["provenance"]["xla_flags"] for r in results} == {"--xla_cpu_multi_thread_eigen=false"}
 
 

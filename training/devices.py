@@ -60,10 +60,30 @@ def configure_cpu_devices(setting) -> int:
     return wanted
 
 
+# XLA:CPU picks another matmul kernel for some shapes when Eigen may use threads, and with it another order of
+# float sums (measured: dy[32,88] @ W[80,88].T in a JSB trial, 2169 of 2560 elements differ; tests/test_population.py).
+SINGLE_THREADED_EIGEN = "--xla_cpu_multi_thread_eigen=false"
+
+
+def pin_matmul_kernels() -> None:
+    """Give every process Eigen's single-threaded matmuls, unless XLA_FLAGS already says which, so that a lone
+    `train.py`, a sweep's trial and a population's trial compute the same numbers (they did not while only the
+    launchers set the flag). It costs nothing measurable (sweeps/README.md): Odyssey spreads work over one
+    XLA CPU device per core, or one trial per core, not over Eigen's threads. XLA reads the flags when its
+    backends start, so a process whose backends run keeps what it started with (and its records say so)."""
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in flags and not xla_bridge.backends_are_initialized():
+        os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREADED_EIGEN}".strip()
+
+
 def configure_host(speed) -> int:
-    """Before JAX starts: the CPU device count (speed.cpu_devices) and malloc's policy
-    (speed.keep_freed_memory, training/host_memory.py). Returns the CPU device count in effect."""
+    """Before JAX starts: XLA:CPU's matmul kernels (pin_matmul_kernels), the CPU device count
+    (speed.cpu_devices) and malloc's policy (speed.keep_freed_memory, training/host_memory.py).
+    Returns the CPU device count in effect."""
     keep_freed_memory(speed.keep_freed_memory)
+    pin_matmul_kernels()
     return configure_cpu_devices(speed.cpu_devices)
 
 
