@@ -243,9 +243,8 @@ def test_a_tiny_grid_runs_in_parallel_and_a_rerun_retrains_nothing(tmp_path, mon
         monkeypatch.delenv(key, raising=False)
     xla_dump = tmp_path / "xla"
     command = [*TINY, "cell=v,gru", "lr=1e-3,1e-2", "hydra.launcher.n_jobs=2",
-               # the preset's env_set, plus a dump folder: files there prove the flags reached JAX in the workers
-               f'hydra.job.env_set.XLA_FLAGS="--xla_cpu_multi_thread_eigen=false --xla_dump_to={xla_dump} '
-               '--xla_dump_max_hlo_modules=1"']
+               # a dump folder through env_set: files there prove env_set's flags reached JAX in the workers
+               f'+hydra.job.env_set.XLA_FLAGS="--xla_dump_to={xla_dump} --xla_dump_max_hlo_modules=1"']
     sweep("grid", *command, sweep_dir=tmp_path / "grid")
     found = records(tmp_path / "grid")
     assert sorted(found) == sorted(f"batch_size=16,cell={c},eval_batch_size=32,hidden=8,lr={lr},task.length=6,"
@@ -257,6 +256,17 @@ def test_a_tiny_grid_runs_in_parallel_and_a_rerun_retrains_nothing(tmp_path, mon
     assert any(xla_dump.iterdir())  # env_set reached the joblib (loky) workers before JAX read XLA_FLAGS
     hydra_yaml = yaml.safe_load(next((tmp_path / "grid").glob("*/.hydra/hydra.yaml")).read_text())
     assert hydra_yaml["hydra"]["runtime"]["choices"]["hydra/launcher"] == "joblib"
+    # A trial of the sweep is its lone run bit for bit: the same kernels (training/devices.pin_matmul_kernels), the same
+    # device count (speed.cpu_devices=1, the launcher's), whether a joblib worker or this process runs it.
+    from omegaconf import open_dict
+    from training import train
+
+    cfg = compose_preset("grid", [*TINY, "cell=v", "lr=1e-2"])
+    with open_dict(cfg):
+        del cfg["hydra"]  # the job's own config, as the worker's train.py gets it
+    lone = train(cfg, tmp_path / "lone")
+    (trial,) = [r for r in found.values() if (r["cell"], r["config"]["lr"]) == ("v", 1e-2)]
+    assert (trial["valid"], trial["test"], trial["final"]) == (lone["valid"], lone["test"], lone["final"])
 
     before = stamps(tmp_path / "grid")
     assert len(before) == 8
