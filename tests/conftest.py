@@ -29,7 +29,7 @@ TINY = ["task=adding", "task.length=6", "task.train_size=64", "task.valid_size=3
 # Every test process (train.py runs, multiruns, their workers, the xdist workers) compiles the same small
 # programs over and over; JAX's persistent compilation cache lets each compile once, and, kept in pytest's
 # cache folder between runs, lets the next run after a change recompile only what the change touched (the
-# fast tier: 2 min 8 s cold, 1 min 22 s warm, see README). A cached program is the same executable (its key
+# fast tier: 2 min 18 s cold, 1 min 32 s warm, see README). A cached program is the same executable (its key
 # holds the program, the compile options, XLA_FLAGS and the jax version), so numbers do not change. Tests
 # that read XLA's dumps run without it (a cache hit compiles nothing). It holds ~9 MB after a fast-tier run;
 # `pytest --cache-clear` empties it (do so if JAX ever warns "Error reading persistent compilation cache
