@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from training.devices import pin_matmul_kernels
 from training.host_memory import set_policy
 from training.model import SequenceModel
 from training.provenance import describe_cpu
@@ -161,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    pin_matmul_kernels()  # as train.py: XLA:CPU's matmul kernels (XLA_FLAGS set by hand win)
     if args.keep_freed_memory:
         set_policy("keep")
     dev = jax.devices()[0]

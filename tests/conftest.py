@@ -28,19 +28,22 @@ TINY = ["task=adding", "task.length=6", "task.train_size=64", "task.valid_size=3
 
 # Every test process (train.py runs, multiruns, their workers, the xdist workers) compiles the same small
 # programs over and over; JAX's persistent compilation cache lets each compile once, and, kept in pytest's
-# cache folder between runs, lets the next run after a change recompile only what the change touched (the
-# fast tier: 2 min 18 s cold, 1 min 32 s warm, see README). A cached program is the same executable (its key
-# holds the program, the compile options, XLA_FLAGS and the jax version), so numbers do not change. Tests
-# that read XLA's dumps run without it (a cache hit compiles nothing). It holds ~9 MB after a fast-tier run;
-# `pytest --cache-clear` empties it (do so if JAX ever warns "Error reading persistent compilation cache
-# entry": a process killed while writing one leaves it cut short). JAX_COMPILATION_CACHE_DIR, when set, wins.
+# cache folder between runs, lets the next run after a change recompile only what the change touched (README:
+# the fast tier's first and next run). A cached program is the same executable (its key holds the program, the
+# compile options, XLA_FLAGS and the jax version), so numbers do not change. Tests that read XLA's dumps, or
+# kill a process at a moment that may fall mid-compile, run without it (a killed write leaves an entry cut
+# short, which JAX then warns about on every run: `rm -rf .pytest_cache` empties it). It grows by ~9 MB per
+# fast-tier run of new programs and is never pruned. JAX_COMPILATION_CACHE_DIR, when set, wins.
 CACHE_VARIABLES = ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
 
 
 def pytest_configure(config):
     cache = getattr(config, "cache", None)  # none under -p no:cacheprovider: then every program compiles
     if cache and CACHE_VARIABLES[0] not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
-        folder = cache.mkdir("jax-compilation-cache")  # .pytest_cache/d/jax-compilation-cache
+        try:
+            folder = cache.mkdir("jax-compilation-cache")  # .pytest_cache/d/jax-compilation-cache
+        except OSError:  # a read-only checkout: compile everything
+            return
         os.environ[CACHE_VARIABLES[0]] = str(folder)  # the workers inherit the variables
         os.environ[CACHE_VARIABLES[1]] = "0"  # default 1 s: the tests' programs are smaller
         # This process imported jax before they were set: tell it too (its tests run here under pytest -n 0).

@@ -126,27 +126,27 @@ def test_the_cpu_device_count_is_fixed_once_jax_has_started(caplog):
 
 PINNED_FLAGS = textwrap.dedent("""
     import os, jax
-    from training.devices import pin_matmul_kernels
+    from training.devices import pin_matmul_kernels, xla_flags
     pin_matmul_kernels()
     before = os.environ.get("XLA_FLAGS")
     jax.devices()  # XLA reads the flags now
     os.environ.pop("XLA_FLAGS", None)
     pin_matmul_kernels()  # too late for this process: it must not claim a flag its backends never read
-    print(before, os.environ.get("XLA_FLAGS"), sep="|")
+    print(before, os.environ.get("XLA_FLAGS"), xla_flags(), sep="|")
 """)
 
 
 @pytest.mark.parametrize("given, pinned", [
     (None, "--xla_cpu_multi_thread_eigen=false"),  # a plain `python train.py` computes what a sweep's trial does
-    ("--xla_dump_to=/tmp/x", "--xla_dump_to=/tmp/x --xla_cpu_multi_thread_eigen=false"),  # other flags kept
+    ("--xla_dump_to=dump", "--xla_dump_to=dump --xla_cpu_multi_thread_eigen=false"),  # other flags kept
     ("--xla_cpu_multi_thread_eigen=true", "--xla_cpu_multi_thread_eigen=true"),  # the user's choice wins
 ])
-def test_every_process_pins_xla_cpus_matmul_kernels_before_jax_starts_unless_told_otherwise(given, pinned):
+def test_every_process_pins_xla_cpus_matmul_kernels_before_jax_starts_unless_told_otherwise(given, pinned, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | ({"XLA_FLAGS": given} if given else {})
-    proc = subprocess.run([sys.executable, "-c", PINNED_FLAGS], cwd=ROOT, env=env | {"JAX_PLATFORMS": "cpu"},
+    proc = subprocess.run([sys.executable, "-c", PINNED_FLAGS], cwd=tmp_path, env=env | {"JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == f"{pinned}|None"
+    assert proc.stdout.strip() == f"{pinned}|None|{pinned}"  # the records name what the backends read
 
 
 @pytest.mark.parametrize("setting", [0, -2, "many", True])

@@ -65,17 +65,35 @@ def configure_cpu_devices(setting) -> int:
 SINGLE_THREADED_EIGEN = "--xla_cpu_multi_thread_eigen=false"
 
 
+_flags_at_start: list[str | None] = []  # XLA_FLAGS as this process's backends read them, once pinned before they started
+
+
 def pin_matmul_kernels() -> None:
-    """Give every process Eigen's single-threaded matmuls, unless XLA_FLAGS already says which, so that a lone
+    """Give the process Eigen's single-threaded matmuls, unless XLA_FLAGS already says which, so that a lone
     `train.py`, a sweep's trial and a population's trial compute the same numbers (they did not while only the
-    launchers set the flag). It costs nothing measurable (sweeps/README.md): Odyssey spreads work over one
-    XLA CPU device per core, or one trial per core, not over Eigen's threads. XLA reads the flags when its
-    backends start, so a process whose backends run keeps what it started with (and its records say so)."""
+    launchers set the flag). train.py, the launchers' jobs, `python -m training.evaluate` and the benchmarks call
+    it before JAX starts; a script of one's own that calls `training.train` should too. It costs nothing
+    measurable (sweeps/README.md): Odyssey spreads work over one XLA CPU device per core, or one trial per core,
+    not over Eigen's threads. XLA reads the flags once, when its backends start: a process whose backends
+    already run keeps what it started with (a warning says so where that lacks the flag), and `xla_flags()`
+    names what they read."""
     from jax._src import xla_bridge
 
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags and not xla_bridge.backends_are_initialized():
-        os.environ["XLA_FLAGS"] = f"{flags} {SINGLE_THREADED_EIGEN}".strip()
+    if xla_bridge.backends_are_initialized():
+        if not _flags_at_start and "xla_cpu_multi_thread_eigen" not in flags:
+            log.warning("JAX started before Odyssey could pin XLA:CPU's matmul kernels (%s); this process's "
+                        "numbers may differ from train.py's in the last float bits", SINGLE_THREADED_EIGEN)
+        return
+    if "xla_cpu_multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = flags = f"{flags} {SINGLE_THREADED_EIGEN}".strip()
+    _flags_at_start[:] = [flags]
+
+
+def xla_flags() -> str | None:
+    """XLA_FLAGS as this process's backends read them: as pinned before they started, else the environment's.
+    (A launcher may restore the environment between the trials one process runs: Hydra's env_set does.)"""
+    return _flags_at_start[0] if _flags_at_start else os.environ.get("XLA_FLAGS")
 
 
 def configure_host(speed) -> int:

@@ -58,9 +58,11 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best", d
 
 
 def main(argv: list[str]) -> None:
+    from training.devices import pin_matmul_kernels
     from training.logs import configure_logging
 
     configure_logging()
+    pin_matmul_kernels()  # as the run did: its records' numbers come from these kernels
     if not argv or argv[0].startswith("-"):
         sys.exit(__doc__)
     options = dict(a.split("=", 1) for a in argv[1:] if "=" in a)

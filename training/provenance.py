@@ -72,9 +72,11 @@ def provenance() -> dict:
     import jax
     import optax
 
+    from training.devices import xla_flags
+
     return {**code_version(), "host": platform.node(), "cpu": describe_cpu(),
-            # XLA_FLAGS changes numbers: --xla_cpu_multi_thread_eigen=false (training/devices.py pins it in every
-            # process) picks another matmul kernel for some shapes (measured: dy[32,88] @ W[80,88].T)
-            "xla_flags": os.environ.get("XLA_FLAGS"),
+            # XLA_FLAGS changes numbers: --xla_cpu_multi_thread_eigen=false (training/devices.py pins it before JAX
+            # starts) picks another matmul kernel for some shapes (measured: dy[32,88] @ W[80,88].T)
+            "xla_flags": xla_flags(),
             "versions": {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
                          "optax": optax.__version__}}

@@ -72,8 +72,9 @@ class PopulationLauncher(Launcher):
         from training.records import job_configs
 
         # hydra.job.env_set, which Hydra's own launchers set in each job's process: here, before JAX starts its
-        # backends (XLA reads XLA_FLAGS then), and inherited by submitit's jobs. XLA_FLAGS changes numbers: a
-        # population trial equals its joblib trial only with the flags joblib's trials ran with (conf/launch/)
+        # backends, and inherited by submitit's jobs (BLAS threads, GPU memory; a user's XLA_FLAGS). Then
+        # configure_host pins XLA:CPU's matmul kernels as every train.py does, so a population trial computes what
+        # its joblib trial does (training/devices.py)
         os.environ.update({str(k): str(v) for k, v in (self.config.hydra.job.env_set or {}).items()})
         configure_host(self.config.speed)  # before JAX starts its backends
         configure_logging(self.config.verbose)
