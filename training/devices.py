@@ -65,7 +65,7 @@ def configure_cpu_devices(setting) -> int:
 SINGLE_THREADED_EIGEN = "--xla_cpu_multi_thread_eigen=false"
 
 
-_flags_at_start: list[str | None] = []  # XLA_FLAGS as this process's backends read them, once pinned before they started
+_flags_at_start: str | None = None  # XLA_FLAGS as this process's backends read them, once pinned before they started
 
 
 def pin_matmul_kernels() -> None:
@@ -79,21 +79,22 @@ def pin_matmul_kernels() -> None:
     names what they read."""
     from jax._src import xla_bridge
 
+    global _flags_at_start
     flags = os.environ.get("XLA_FLAGS", "")
     if xla_bridge.backends_are_initialized():
-        if not _flags_at_start and "xla_cpu_multi_thread_eigen" not in flags:
+        if _flags_at_start is None and "xla_cpu_multi_thread_eigen" not in flags:
             log.warning("JAX started before Odyssey could pin XLA:CPU's matmul kernels (%s); this process's "
                         "numbers may differ from train.py's in the last float bits", SINGLE_THREADED_EIGEN)
         return
     if "xla_cpu_multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = flags = f"{flags} {SINGLE_THREADED_EIGEN}".strip()
-    _flags_at_start[:] = [flags]
+    _flags_at_start = flags
 
 
 def xla_flags() -> str | None:
     """XLA_FLAGS as this process's backends read them: as pinned before they started, else the environment's.
     (A launcher may restore the environment between the trials one process runs: Hydra's env_set does.)"""
-    return _flags_at_start[0] if _flags_at_start else os.environ.get("XLA_FLAGS")
+    return _flags_at_start if _flags_at_start is not None else os.environ.get("XLA_FLAGS")
 
 
 def configure_host(speed) -> int:
