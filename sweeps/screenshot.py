@@ -1,5 +1,6 @@
-"""A page as headless Chromium draws it, saved as a small PNG: the README's picture of the report page, and the
-slow test that checks TensorBoard draws a run's curves (tests/test_tensorboard_browser.py).
+"""A page as headless Chromium draws it, saved as a small PNG: the README's picture of the report page. The slow
+test that watches TensorBoard draw a run's curves (tests/test_tensorboard_browser.py) finds Chromium and its flags
+here; it drives it with Playwright, as a page that fetches its data after loading needs real-time waiting.
 
     python -m sweeps.screenshot docs/studies/greff_jsb/report.html docs/report_page.png
 
