@@ -97,12 +97,12 @@ def shared_data(sub: str) -> Path:
     return path
 
 
-SMALL_FORESTS = {"TREES": 128, "FANOVA_RESAMPLES": 10, "FANOVA_RESAMPLE_TREES": 32}
+SMALL_FORESTS = {"TREES": 128, "FANOVA_RESAMPLES": 6, "FANOVA_RESAMPLE_TREES": 32}
 
 
 @contextlib.contextmanager
 def small_forests():
-    """Reports on synthetic records with 128-tree fANOVA forests and 10 bootstrap resamples of 32 trees (the
+    """Reports on synthetic records with 128-tree fANOVA forests and 6 bootstrap resamples of 32 trees (the
     report's own: 1024, and 30 of 64). What those records were built to show (lr drives the metric, by far)
     stands out at any of these sizes; how far the forest's size and seed move the shares is tested on its
     own (test_report.py: test_the_importances_do_not_hang_on_the_forests_seed, at the report's sizes).

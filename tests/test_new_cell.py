@@ -42,14 +42,20 @@ def registered(outside, monkeypatch):
     sys.modules.pop(module, None)
 
 
-def test_the_pages_cell_passes_the_checks_every_registered_cell_passes(registered):
-    """Its NumPy reference, its parameter tree, and every speed path against the plain scan."""
+def test_the_pages_cell_equals_its_reference_and_names_its_parameters_as_every_registered_cell(registered):
+    """Its NumPy reference, step by step and over a sequence, and its parameter tree."""
     import test_cells
-    import test_speed_settings
 
     test_cells.test_one_step_equals_the_reference(NAME)
     test_cells.test_a_sequence_through_the_layer_equals_the_reference(NAME)
     test_cells.test_parameter_tree_names_and_shapes(NAME)
+
+
+@pytest.mark.slow
+def test_every_speed_path_of_the_pages_cell_equals_its_plain_scan(registered):
+    """As every registered cell's, in the slow tier (it compiles every path: 7 s of the fast tier's cold run)."""
+    import test_speed_settings
+
     x = np.random.default_rng(0).normal(size=(4, 5, 3)).astype(np.float32)  # test_speed_settings' data: B=4, T=5, D=3
     test_speed_settings.test_unroll_and_hoisting_give_the_same_outputs_and_gradients(NAME, True, (x, np.full(4, 5), np.array([5, 2, 4, 1])))
 

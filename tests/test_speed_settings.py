@@ -77,10 +77,11 @@ def test_the_fused_gradient_serves_gated_cells_and_srn_and_gru_keeps_autodiff(ce
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
 def test_the_parallel_scan_equals_the_sequential_scan_in_values_and_gradients(cell, reverse):
     """jax.lax.associative_scan over (a_t, b_t) (paths/parallel.py) against lax.scan over the cell's update:
-    37 sequences of lengths 1 to 40, read forward and in reverse, a carry in, float32 to 1e-5."""
+    13 sequences of lengths 1 to 20 (the scan's tree of combines has five levels, and lengths that are not powers
+    of two), read forward and in reverse, a carry in, float32 to 1e-5."""
     from variants import RNN
 
-    B, T = 37, 40
+    B, T = 13, 20
     rng = np.random.default_rng(7)
     x = jnp.asarray(rng.normal(size=(B, T, D)), jnp.float32)
     lengths = jnp.asarray(rng.integers(1, T + 1, B))
