@@ -25,7 +25,7 @@ import argparse
 import statistics
 import time
 
-from training.devices import configure_cpu_devices, pin_matmul_kernels
+from training.devices import configure_xla_cpu
 from training.host_memory import POLICIES, glibc, set_policy
 
 
@@ -42,8 +42,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    pin_matmul_kernels()  # as train.py: XLA:CPU's matmul kernels (XLA_FLAGS set by hand win)
-    configure_cpu_devices("auto")  # before JAX starts
+    configure_xla_cpu("auto")  # as train.py, before JAX starts (XLA_FLAGS set by hand win)
     from benchmarks.throughput import SHAPES, odyssey_entry  # imports JAX
 
     libc = glibc()

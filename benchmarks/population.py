@@ -39,7 +39,7 @@ from tasks import task_from_conf
 from training.provenance import describe_cpu
 from training import speed_rules
 from training.config import compose_conf
-from training.devices import Placement, configure_cpu_devices, pin_matmul_kernels
+from training.devices import Placement, configure_xla_cpu
 from training.model import SequenceModel
 from training.optim import make_optimizer
 from training.population import over_trials, stack
@@ -165,8 +165,7 @@ def main(argv=None):
     if len(args.cell) > 1:
         raise SystemExit("--cell takes one cell unless --greff is given")
     args.cell = args.cell[0]
-    pin_matmul_kernels()  # as train.py: XLA:CPU's matmul kernels (XLA_FLAGS set by hand win)
-    configure_cpu_devices(args.cpu_devices)  # before JAX starts
+    configure_xla_cpu(args.cpu_devices)  # as train.py, before JAX starts (XLA_FLAGS set by hand win)
     dev = jax.devices()[0]
     print(f"# population throughput: {args.cell}, H={args.hidden}, batch {args.batch}, row MNIST (T=28, D=28); "
           f"{dev.platform} {dev.device_kind} x{jax.device_count()}, jax {jax.__version__}, strategy {args.strategy}")

@@ -58,7 +58,7 @@ from tasks import task_from_conf
 from training import speed_rules
 from training.config import compose_conf
 from training.provenance import describe_cpu
-from training.devices import Placement, configure_cpu_devices, pin_matmul_kernels
+from training.devices import Placement, configure_xla_cpu
 from training.host_memory import keep_freed_memory
 from training.model import SequenceModel
 from training.optim import make_optimizer
@@ -332,8 +332,7 @@ def main(argv=None):
     args.kernel = [SETTING[v] for v in args.kernel]
     args.parallel_scan = [SETTING[v] for v in args.parallel_scan]
 
-    pin_matmul_kernels()  # as train.py: XLA:CPU's matmul kernels (XLA_FLAGS set by hand win)
-    cpu_devices = configure_cpu_devices(args.cpu_devices)  # before JAX starts
+    cpu_devices = configure_xla_cpu(args.cpu_devices)  # as train.py, before JAX starts (XLA_FLAGS set by hand win)
     keep_freed_memory("auto")  # train.py's default (speed.keep_freed_memory); the peers share the process
     if args.torch_threads and not args.no_torch:
         import torch

@@ -97,13 +97,18 @@ def xla_flags() -> str | None:
     return _flags_at_start if _flags_at_start is not None else os.environ.get("XLA_FLAGS")
 
 
-def configure_host(speed) -> int:
-    """Before JAX starts: XLA:CPU's matmul kernels (pin_matmul_kernels), the CPU device count
-    (speed.cpu_devices) and malloc's policy (speed.keep_freed_memory, training/host_memory.py).
-    Returns the CPU device count in effect."""
-    keep_freed_memory(speed.keep_freed_memory)
+def configure_xla_cpu(cpu_devices) -> int:
+    """Before JAX starts: XLA:CPU's matmul kernels (pin_matmul_kernels) and its device count (configure_cpu_devices),
+    as every run has them; the benchmarks call this where they set malloc's policy themselves. Returns the count."""
     pin_matmul_kernels()
-    return configure_cpu_devices(speed.cpu_devices)
+    return configure_cpu_devices(cpu_devices)
+
+
+def configure_host(speed) -> int:
+    """Before JAX starts: XLA:CPU as configure_xla_cpu (speed.cpu_devices) and malloc's policy
+    (speed.keep_freed_memory, training/host_memory.py). Returns the CPU device count in effect."""
+    keep_freed_memory(speed.keep_freed_memory)
+    return configure_xla_cpu(speed.cpu_devices)
 
 
 class Placement:
