@@ -5,6 +5,7 @@
     python -m sweeps.records check docs/studies/greff_jsb                 # report.md is what the records give?
     python -m sweeps.records unpack docs/studies/greff_jsb/records.jsonl.gz /tmp/greff_jsb   # the folder again
     python -m sweeps.records compare my_reruns docs/studies/greff_jsb/records.jsonl.gz    # did a rerun give the same run?
+    python -m sweeps.records status multirun/greff_jsb                    # how far is a sweep, per variant?
 
 records.jsonl.gz is gzip'd JSON lines. The first line is a header, {"format": "odyssey-records",
 "version": 1, "sweep": <the folder as given to pack>, "records": <count>}; then one line per run
@@ -168,6 +169,59 @@ def check(study, scratch=None) -> list[str]:
                                      f"{committed} (committed)", f"{committed} (from records{SUFFIX})", lineterm=""))
 
 
+# The columns of `status`, in order: what a trial's folder says of it (sweeps.report's statuses, and a folder a
+# launcher made, with its .hydra/, for a trial it has not started yet).
+STATES = ("completed", "diverged", "running", "interrupted", "failed", "no result.json", "unreadable", "not started")
+
+
+def _variant(run_dir: Path, rel: str) -> str:
+    """The run's variant as the report names it: from its result.json where readable, else its folder's cell=."""
+    from sweeps import report
+
+    try:
+        return report.variant_name(json.loads((run_dir / "result.json").read_text())["config"]["cell"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        found = re.search(r"(?:^|[/,])cell=([^,/]+)", rel)
+        return found.group(1) if found else "?"
+
+
+def status(root) -> dict[str, dict[str, int]]:
+    """{variant: {state: trials}} of a sweep folder, or of a records.jsonl.gz: how far a sweep has come while it
+    runs. A run's state is the report's (sweeps.report.load: a `running` record may also be a killed run's);
+    a folder with a .hydra/ and no record is a trial its launcher made and has not started."""
+    from sweeps import report
+
+    if is_packed(root):
+        with tempfile.TemporaryDirectory() as tmp:
+            unpack(root, tmp)
+            return status(tmp)
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a sweep folder or a records{SUFFIX}")
+    trials, problems = report.load(root)
+    states = [(t.path, t.status) for t in trials] + [(p["path"], p["status"]) for p in problems]
+    recorded = {path for path, _ in states}
+    states += [(str(h.parent.relative_to(root)), "not started") for h in root.rglob(".hydra")
+               if h.is_dir() and str(h.parent.relative_to(root)) not in recorded and h.parent != root]
+    counts: dict[str, dict[str, int]] = {}
+    for path, state in states:
+        row = counts.setdefault(_variant(root / path, path), {})
+        row[state if state in STATES else "running"] = row.get(state if state in STATES else "running", 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def status_table(counts: dict[str, dict[str, int]]) -> str:
+    """status() as a text table: a row per variant, a column per state that occurs, and the total."""
+    shown = [s for s in STATES if any(s in row for row in counts.values())]
+    header = ["variant", *shown, "total"]
+    rows = [[v, *(str(row.get(s, 0)) for s in shown), str(sum(row.values()))] for v, row in counts.items()]
+    rows.append(["all", *(str(sum(r.get(s, 0) for r in counts.values())) for s in shown),
+                 str(sum(sum(r.values()) for r in counts.values()))])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), *map(line, rows)])
+
+
 EPOCH_PARTS = ("train", "valid", "test")  # an epoch's numbers; its seconds and speeds are not compared
 
 
@@ -270,6 +324,9 @@ def main(argv=None) -> None:
                                        "that differs, best epochs and test objectives")
     p.add_argument("reruns", help="a records.jsonl.gz or a folder of run records")
     p.add_argument("originals", nargs="+", help="records.jsonl.gz files or folders holding the original runs")
+    p = sub.add_parser("status", help="how far a sweep has come: its trials per variant and state (completed, "
+                                      "running, failed, not started, ...)")
+    p.add_argument("dir", help="a sweep folder (or a records.jsonl.gz)")
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
@@ -278,6 +335,11 @@ def main(argv=None) -> None:
             if header["bytes"] > WARN_BYTES:
                 print(f"sweeps.records: {args.out} is over {WARN_BYTES // 2**20} MB; too large to commit beside a study page",
                       file=sys.stderr)
+        elif args.command == "status":
+            counts = status(args.dir)
+            if not counts:
+                raise ValueError(f"no trial folders below {args.dir} (no result.json, metrics.jsonl or .hydra/)")
+            print(status_table(counts))
         elif args.command == "compare":
             print(compare_table(compare(args.reruns, *args.originals)))
         elif args.command == "unpack":

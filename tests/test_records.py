@@ -124,6 +124,27 @@ def test_the_command_lines_pack_and_report_a_study_beside_its_page(packed, tmp_p
         records.main(["pack", str(tmp_path / "missing"), str(tmp_path / "x.jsonl.gz")])
 
 
+def test_status_counts_each_variants_trials_by_state_in_a_folder_and_in_its_packed_records(packed, tmp_path, capsys):
+    root, out = packed
+    queued = tmp_path / "sweep"  # the same sweep, plus a trial its launcher made and has not started
+    records.unpack(out, queued)
+    (queued / "multirun" / "cell=nig,trial_007" / ".hydra").mkdir(parents=True)
+    expected = {"v": {"completed": 6, "diverged": 1, "running": 1, "failed": 1},  # 4 draws + 2 population members
+                "nfg": {"completed": 4},
+                "?": {"unreadable": 1, "no result.json": 2},  # a torn result.json; metrics cut or empty, no result.json
+                }
+    assert records.status(root) == records.status(out) == dict(sorted(expected.items()))
+    assert records.status(queued) == dict(sorted({**expected, "nig": {"not started": 1}}.items()))
+    records.main(["status", str(queued)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["variant", "completed", "diverged", "running", "failed", "no", "result.json",
+                                "unreadable", "not", "started", "total"]
+    assert lines[-1].split() == ["all", "10", "1", "1", "1", "2", "1", "1", "17"]
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(SystemExit, match="no trial folders below .*nothing"):
+        records.main(["status", str(tmp_path / "nothing")])
+
+
 @pytest.mark.slow
 def test_a_study_page_whose_report_is_not_its_records_is_caught(packed, tmp_path, capsys):
     """The check every committed study gets (test_each_committed_study_report_is_its_records_report), on a
