@@ -26,8 +26,10 @@ def _metric_axis(ax, values, label: str) -> None:
 
 
 def box_plots(all_trials: dict[str, list[float]], best: dict[str, list[float]], label: str, title: str,
-              significant: set[str], path, reference: str = "v") -> None:
-    """Greff's Fig. 3: test metric per variant over all trials (top) and the best 10 % (bottom)."""
+              significant: set[str], path, reference: str = "v", paired_significant: set[str] | None = None) -> None:
+    """Greff's Fig. 3: test metric per variant over all trials (top) and the best 10 % (bottom). Blue: Greff's
+    Welch test; `paired_significant` (a paired design's Wilcoxon test, Holm), where given: a star beside the name,
+    since the paired test finds differences the draws' spread hides from Welch's."""
     names = list(all_trials)
     fig, axes = plt.subplots(2, 1, figsize=(max(5, 0.8 * len(names) + 1.5), 6.5), sharex=True)
     for ax, groups, subtitle in ((axes[0], all_trials, "all trials"), (axes[1], best, "best 10 %")):
@@ -41,8 +43,11 @@ def box_plots(all_trials: dict[str, list[float]], best: dict[str, list[float]], 
                        s=6, color="black", alpha=0.4, zorder=3)
         _metric_axis(ax, np.concatenate([groups[n] for n in names]), label)
         ax.set_title(subtitle, fontsize=10)
-    axes[1].set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
-    fig.suptitle(f"{title}\ndark: {reference}; blue: differs from {reference} (Welch, all trials, Bonferroni)", fontsize=9)
+    starred = [f"{n} *" if n in (paired_significant or ()) else n for n in names]
+    axes[1].set_xticks(range(1, len(names) + 1), starred, rotation=30, ha="right")
+    star = f"\n*: differs from {reference} in the paired test (Wilcoxon, Holm)" if paired_significant is not None else ""
+    fig.suptitle(f"{title}\ndark: {reference}; blue: differs from {reference} (Welch, all trials, Bonferroni){star}",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

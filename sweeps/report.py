@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import math
 import re
@@ -44,7 +45,8 @@ from these trials says why instead.
   compare unlike runs, so every later section leaves them out.
 - **Distribution** (their Fig. 3): the test metric of every trial of each variant, and of its best 10 %.
   Boxes span the quartiles with the median inside; whiskers reach 1.5 × the box; dots are the trials.
-  Blue boxes differ significantly from the reference variant (Welch, all trials, Bonferroni).
+  Blue boxes differ significantly from the reference variant (Welch, all trials, Bonferroni); where the
+  design is paired, a star beside a name marks a variant the paired test finds different (Wilcoxon, Holm).
 - **Welch's t-test against {ref}**: does a variant's mean test metric differ from {ref}'s? Welch's test
   does not assume equal variances. Significant means p < 0.05 / m, Bonferroni-corrected for the m
   variants compared; "p < 0.05 only" passes the uncorrected test but not the corrected one. Holm's
@@ -212,12 +214,19 @@ def task_section(task: str, trials: list[Trial], root: Path, out: Path, referenc
     best = {v: list(evidence.best_share(x, mode)) for v, x in values.items()}
     diverged = sum(t.status == "diverged" for t in trials)
     tests: tuple = ([], [])
+    @functools.cache
+    def paired() -> list[dict]:  # once: the figure marks what the paired section finds
+        return evidence.paired_compare_to(by_variant, reference)
 
     def distribution():
         nonlocal tests
         tests = evidence.compare_to(values, reference), evidence.compare_to(best, reference)
+        try:
+            starred = {r["variant"] for r in paired() if r["holm"]} if any(r["pairs"] for r in paired()) else None
+        except Exception:  # no stars; the paired section says what went wrong
+            starred = None
         figures.box_plots(values, best, f"test {metric}", f"{task}: {label}",
-                          {r["variant"] for r in tests[0] if r["significant"]}, out / f"{stem}_box.png", reference)
+                          {r["variant"] for r in tests[0] if r["significant"]}, out / f"{stem}_box.png", reference, starred)
         few = [v for v, x in values.items() if len(evidence.best_share(x, mode)) >= len(x)]
         thin = [v for v, x in values.items() if v not in few and len(x) < 20]  # best 10 % raised to 2 trials
         return [f"![box plots]({stem}_box.png)", "", distribution_table(values, best, mode), "",
@@ -247,7 +256,7 @@ def task_section(task: str, trials: list[Trial], root: Path, out: Path, referenc
             f"### Welch's t-test against {reference}", "", *guarded(lambda: welch_section(*tests, metric, reference)),
             f"### Effect sizes against {reference}", "", *guarded(lambda: effects_section(values, metric, reference)),
             f"### Paired comparison against {reference} (Wilcoxon signed-rank)", "",
-            *guarded(lambda: paired_section(by_variant, metric, reference)),
+            *guarded(lambda: paired_section(paired(), by_variant, metric, reference)),
             "### Hyperparameter importance (fANOVA)", "", *guarded(lambda: importance_section(trials, by_variant, out / f"{stem}_importance.png")),
             "### Test metric against learning rate", "", *guarded(lr_plot),
             "### Best trial per variant", "", *guarded(lambda: [ranking_table(by_variant, metric, mode), ""])]
@@ -333,8 +342,8 @@ def effects_section(values: dict, metric: str, reference: str) -> list[str]:
                    for r in rows]), ""]
 
 
-def paired_section(by_variant: dict, metric: str, reference: str) -> list[str]:
-    rows = evidence.paired_compare_to(by_variant, reference)
+def paired_section(rows: list[dict], by_variant: dict, metric: str, reference: str) -> list[str]:
+    """The paired comparison's section from evidence.paired_compare_to's rows."""
     if not rows:
         return [f"No comparison: this task has no `{reference}` trials, or no other variant.", ""]
     draw = "lr, hidden, momentum, input noise and seed"

@@ -284,6 +284,26 @@ def test_report_marks_the_shifted_variant_significant_and_ranks_by_the_metric(sw
     assert "`multirun/cell=nig/" in ranking[-1]
 
 
+def test_a_paired_designs_box_plot_stars_the_variant_the_paired_test_finds_where_welchs_sees_nothing(tmp_path, monkeypatch):
+    """nfg is v's trial plus 0.01 on each of 12 shared draws whose lr spreads them over 0.3: Welch's test cannot
+    tell, the paired test can; the figure marks it (a star beside its name) and says what the star means."""
+    rng = np.random.default_rng(1)
+    draws = [(10 ** rng.uniform(-5, -2), int(rng.integers(20, 200)), 1 - 10 ** rng.uniform(-2, 0)) for _ in range(12)]
+    for cell, shift in (("v", 0.0), ("nfg", -0.01), ("np", 0.0)):
+        for i, (lr, hidden, momentum) in enumerate(draws):
+            value = 0.9 - 0.03 * (math.log10(lr) + 3.5) ** 2 + shift + (0.0005 * rng.normal() if cell == "np" else 0)
+            write_record(tmp_path / "multirun" / f"cell={cell}" / str(i), cell=cell, lr=lr, hidden=hidden,
+                         momentum=momentum, value=value, seed=0, wandb=False)
+    drawn = {}
+    real = report.figures.box_plots
+    monkeypatch.setattr(report.figures, "box_plots", lambda *a, **k: drawn.update(args=a) or real(*a, **k))
+    with small_forests():
+        report.write_report(tmp_path)
+    welch, starred = drawn["args"][4], drawn["args"][7]
+    assert welch == set() and starred == {"nfg"}
+    assert "a star beside a name marks a variant the paired test finds different" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_report_finds_lr_most_important_in_each_variant(sweep):
     mnist = section((sweep / "report" / "report.md").read_text(), "mnist")
     fanova = section(mnist, "Hyperparameter importance", "###")
