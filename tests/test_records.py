@@ -204,6 +204,23 @@ def test_each_committed_study_page_quotes_only_its_reports_figures(records_file)
     assert not records.unquoted(study.parent / f"{study.name}.md", study / "report.md")
 
 
+EXAMPLE = STUDIES.parent / "sweep_example"  # the README's "An example": its records, report and figures
+
+
+@pytest.mark.slow
+def test_the_readme_examples_report_is_its_committed_records_report(tmp_path):
+    diff = records.check(EXAMPLE, tmp_path)
+    assert not diff, "\n".join([f"regenerate it: python -m sweeps.report {EXAMPLE / 'records.jsonl.gz'}", *diff[:80]])
+
+
+def test_the_readme_example_quotes_only_its_reports_figures(tmp_path):
+    """The README's example paragraph, checked as a study page is (sweeps.records.unquoted)."""
+    readme = (STUDIES.parents[1] / "README.md").read_text()
+    example = readme.split("**An example**", 1)[1].split("\n## ", 1)[0]
+    (tmp_path / "example.md").write_text("## Results\n" + example)
+    assert not records.unquoted(tmp_path / "example.md", EXAMPLE / "report.md")
+
+
 def test_compare_finds_each_reruns_original_and_the_first_epoch_that_differs(tmp_path):
     """A lone rerun of a population's trial is the same run (same settings, another launch): compare says
     whether it gave the same numbers, bit for bit, and if not from which epoch on."""
