@@ -199,14 +199,14 @@ def status(root) -> dict[str, dict[str, int]]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a sweep folder or a records{SUFFIX}")
     trials, problems = report.load(root)
-    states = [(t.path, t.status) for t in trials] + [(p["path"], p["status"]) for p in problems]
-    recorded = {path for path, _ in states}
-    states += [(str(h.parent.relative_to(root)), "not started") for h in root.rglob(".hydra")
-               if h.is_dir() and str(h.parent.relative_to(root)) not in recorded and h.parent != root]
+    recorded = {t.path for t in trials} | {p["path"] for p in problems}
+    unstarted = {str(h.parent.relative_to(root)) for h in root.rglob(".hydra") if h.is_dir() and h.parent != root} - recorded
+    states = ([(t.variant, t.status) for t in trials]
+              + [(_variant(root / p["path"], p["path"]), p["status"] if p["status"] in STATES else "running") for p in problems]
+              + [(_variant(root / path, path), "not started") for path in unstarted])
     counts: dict[str, dict[str, int]] = {}
-    for path, state in states:
-        row = counts.setdefault(_variant(root / path, path), {})
-        row[state if state in STATES else "running"] = row.get(state if state in STATES else "running", 0) + 1
+    for variant, state in states:
+        counts.setdefault(variant, {})[state] = counts.get(variant, {}).get(state, 0) + 1
     return dict(sorted(counts.items()))
 
 

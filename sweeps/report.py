@@ -214,6 +214,7 @@ def task_section(task: str, trials: list[Trial], root: Path, out: Path, referenc
     best = {v: list(evidence.best_share(x, mode)) for v, x in values.items()}
     diverged = sum(t.status == "diverged" for t in trials)
     tests: tuple = ([], [])
+
     @functools.cache
     def paired() -> list[dict]:  # once: the figure marks what the paired section finds
         return evidence.paired_compare_to(by_variant, reference)
