@@ -62,6 +62,10 @@ class Trial:
     epoch_seconds: float | None = None  # median seconds per epoch (training and evaluation)
     epochs: int | None = None  # epochs completed
     stopped_early: bool = False
+    valid_value: float | None = None  # the validation metric at the best validation epoch: what selects a trial
+    best_epoch: int | None = None
+    params: int | None = None  # trainable parameters
+    wall_seconds: float | None = None
 
 
 def ordered(values, mode: str) -> np.ndarray:

@@ -67,7 +67,9 @@ from these trials says why instead.
   variance it captures. The seed is left out as noise, its measured spread reported as a floor; fixed
   hyperparameters and trials off the search scale are named.
 - **Test metric against learning rate** (their Fig. 4): one point per trial, log-scale learning rate.
-- **Best trial per variant**: its hyperparameters and where its record lies.
+- **Best trial per variant**: the trial each variant's validation metric selects (the test set never
+  chooses), its test metric, hyperparameters and where its record lies.
+- **Every trial** (a task of at most 40 trials): one row per trial, for studies small enough to read whole.
 
 The test metric is the one at each run's best validation epoch. Diverged runs count with the epochs
 before their loss became non-finite.
@@ -155,7 +157,9 @@ def read_trial(run_dir: Path, rel: str) -> Trial:
                      input_noise=hyperparameter(cfg.get("input_noise") or 0.0, "input_noise"), seed=cfg.get("seed"),
                      final_value=final,
                      epoch_seconds=float(np.median(seconds[1:] or seconds)) if seconds else None,  # the first compiles
-                     epochs=result.get("epochs_completed"), stopped_early=bool(result.get("stopped_early")))
+                     epochs=result.get("epochs_completed"), stopped_early=bool(result.get("stopped_early")),
+                     valid_value=number((result.get("valid") or {}).get(name)), best_epoch=result.get("best_epoch"),
+                     params=result.get("num_params"), wall_seconds=number(result.get("wall_seconds")))
     except (KeyError, TypeError, AttributeError) as e:
         raise RecordProblem(status, f"result.json lacks {e}, or holds it in another shape (expected the record "
                                     "training/records.py writes)") from None
@@ -260,7 +264,9 @@ def task_section(task: str, trials: list[Trial], root: Path, out: Path, referenc
             *guarded(lambda: paired_section(paired(), by_variant, metric, reference)),
             "### Hyperparameter importance (fANOVA)", "", *guarded(lambda: importance_section(trials, by_variant, out / f"{stem}_importance.png")),
             "### Test metric against learning rate", "", *guarded(lr_plot),
-            "### Best trial per variant", "", *guarded(lambda: [ranking_table(by_variant, metric, mode), ""])]
+            "### Best trial per variant", "", *guarded(lambda: [ranking_table(by_variant, metric, mode), ""]),
+            *(["### Every trial", "", *guarded(lambda: [trials_table(by_variant, metric), ""])]
+              if len(trials) <= EVERY_TRIAL_MAX else [])]
 
 
 def guarded(section) -> list[str]:
@@ -483,11 +489,33 @@ def left_out_lines(trials: list[Trial], groups: dict, results: dict) -> list[str
 
 
 def ranking_table(by_variant: dict, metric: str, mode: str) -> str:
+    """Each variant's trial with the best validation metric (a trial without one ranks last), ranked the same way:
+    selecting by the test metric would report the luckiest test score, not the model a researcher would pick."""
     sign = 1 if mode == "max" else -1
-    winners = sorted((max(ts, key=lambda t: sign * t.value) for ts in by_variant.values()), key=lambda t: -sign * t.value)
-    return table(["rank", "variant", f"test {metric}", "lr", "hidden", "momentum", "input noise", "seed", "record"],
-                 [[i + 1, t.variant, num(t.value), f"{t.lr:.2e}", t.hidden, num(t.momentum, 3), num(t.input_noise, 3),
-                   "–" if t.seed is None else t.seed, f"`{t.path}`"] for i, t in enumerate(winners)], "rlrrrrrrl")
+
+    def key(t):
+        return (t.valid_value is not None, sign * (t.valid_value if t.valid_value is not None else 0.0))
+
+    winners = sorted((max(ts, key=key) for ts in by_variant.values()), key=key, reverse=True)
+    return table(["rank", "variant", f"valid {metric}", f"test {metric}", "best epoch", "lr", "hidden", "momentum",
+                  "input noise", "seed", "record"],
+                 [[i + 1, t.variant, num(t.valid_value), num(t.value), num(t.best_epoch), f"{t.lr:.2e}", t.hidden,
+                   num(t.momentum, 3), num(t.input_noise, 3), "–" if t.seed is None else t.seed, f"`{t.path}`"]
+                  for i, t in enumerate(winners)], "rlrrrrrrrrl")
+
+
+EVERY_TRIAL_MAX = 40  # a task with more trials is read through its tables and figures, not row by row
+
+
+def trials_table(by_variant: dict, metric: str) -> str:
+    """Every trial, in variant order, then by hidden size, lr and seed."""
+    rows = [t for ts in by_variant.values() for t in sorted(ts, key=lambda t: (t.hidden, t.lr, t.seed or 0))]
+    return table(["variant", "lr", "hidden", "momentum", "input noise", "seed", "best epoch", "epochs", "stopped early",
+                  f"valid {metric}", f"test {metric}", f"test {metric}, last epoch", "parameters", "wall s"],
+                 [[t.variant, f"{t.lr:.2e}", t.hidden, num(t.momentum, 3), num(t.input_noise, 3),
+                   "–" if t.seed is None else t.seed, num(t.best_epoch), num(t.epochs), "yes" if t.stopped_early else "no",
+                   num(t.valid_value), num(t.value), num(t.final_value), "–" if t.params is None else f"{t.params:,}",
+                   "–" if t.wall_seconds is None else f"{t.wall_seconds:.0f}"] for t in rows], "lrrrrrrrlrrrrr")
 
 
 def write_report(root, out=None, reference: str = "v", title: str | None = None) -> Path:

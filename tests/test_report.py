@@ -19,7 +19,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def write_record(run_dir, *, cell="v", switches=None, task="mnist", objective=("accuracy", "max"), value=0.9,
-                 lr=1e-3, hidden=64, momentum=0.9, noise=0.0, seed=0, status="completed", wandb=True, error=None):
+                 lr=1e-3, hidden=64, momentum=0.9, noise=0.0, seed=0, status="completed", wandb=True, error=None,
+                 valid=None):
     """A run record as training/loop.py writes it: metrics.jsonl (3 epochs) and result.json."""
     run_dir.mkdir(parents=True)
     name, mode = objective
@@ -42,7 +43,7 @@ def write_record(run_dir, *, cell="v", switches=None, task="mnist", objective=("
         result.update(error=error, traceback=f"Traceback (most recent call last):\n  ...\n{error}\n")
     elif status != "running":
         result.update(num_params=1234, objective={"name": name, "mode": mode}, epochs_completed=3, best_epoch=3,
-                      valid={"loss": 0.3, name: value}, test={"loss": 0.3, name: value},
+                      valid={"loss": 0.3, name: value if valid is None else valid}, test={"loss": 0.3, name: value},
                       final={k: lines[-1][k] for k in ("train", "valid", "test")}, wall_seconds=3.6)
     (run_dir / "result.json").write_text(json.dumps(result, indent=2))
 
@@ -282,6 +283,30 @@ def test_report_marks_the_shifted_variant_significant_and_ranks_by_the_metric(sw
     ranking = [line for line in section(mnist, "Best trial per variant", "###").splitlines() if line.startswith("| ")]
     assert [row.split(" | ")[1] for row in ranking[2:]][-1] == "nig"  # the shifted variant's best is the worst best
     assert "`multirun/cell=nig/" in ranking[-1]
+
+
+def test_the_best_trial_is_the_one_validation_selects_and_a_small_study_lists_every_trial(tmp_path):
+    """Trial 0 has the better validation accuracy, trial 1 the better test accuracy: a researcher picks trial 0,
+    so the report does, and reports its test accuracy (0.9), not the luckier 0.95; all four trials get a row."""
+    for i, (valid, test, hidden) in enumerate([(0.93, 0.90, 64), (0.91, 0.95, 128)]):
+        write_record(tmp_path / "multirun" / f"cell=v,trial_{i}", cell="v", value=test, valid=valid, hidden=hidden, wandb=False)
+        write_record(tmp_path / "multirun" / f"cell=np,trial_{i}", cell="np", value=0.5 + i / 10, valid=0.5 - i / 10,
+                     hidden=hidden, wandb=False)
+    with small_forests():
+        md = report.write_report(tmp_path / "multirun").read_text()
+    ranking = [row.split(" | ") for row in section(md, "Best trial per variant", "###").splitlines() if row.startswith("| ")][2:]
+    assert [(r[1], r[2], r[3], r[-1]) for r in ranking] == [("v", "0.93", "0.9", "`cell=v,trial_0` |"),
+                                                          ("np", "0.5", "0.5", "`cell=np,trial_0` |")]
+    every = [row.split(" | ") for row in section(md, "Every trial", "###").splitlines() if row.startswith("| ")][2:]
+    assert [(r[0].strip("| "), r[2], r[9], r[10], r[12]) for r in every] == [
+        ("v", "64", "0.93", "0.9", "1,234"), ("v", "128", "0.91", "0.95", "1,234"),
+        ("np", "64", "0.5", "0.5", "1,234"), ("np", "128", "0.4", "0.6", "1,234")]
+
+
+def test_a_task_of_more_than_40_trials_is_not_listed_row_by_row(sweep):
+    md = (sweep / "report" / "report.md").read_text()
+    assert "### Every trial" not in section(md, "mnist: test accuracy (higher is better)")  # 120 trials
+    assert "### Every trial" in section(md, "adding")  # 2 trials
 
 
 def test_a_paired_designs_box_plot_stars_the_variant_the_paired_test_finds_where_welchs_sees_nothing(tmp_path, monkeypatch):
