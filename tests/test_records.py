@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,22 @@ def test_the_lone_reruns_page_shows_what_compare_gives_from_the_committed_record
     assert table.count("\n") == 11  # header, rule, ten reruns: every rerun found its original
     assert "no original record" not in table
     assert table in (STUDIES / "lone_reruns.md").read_text()
+
+
+def studies_bullets() -> list[str]:
+    """The README's Studies section, one string per bullet, with the section's declared figures appended to each."""
+    readme = (STUDIES.parents[1] / "README.md").read_text()
+    section = readme.split("\n## Studies\n", 1)[1].split("\n## ", 1)[0]
+    declared = "".join(records.NOT_FROM_REPORT.findall(section))
+    bullets = re.split(r"\n(?=- )", section.split("\n- ", 1)[1].split("\n\n", 1)[0])
+    return [b + f"\n<!-- not from the report:{declared}-->" for b in bullets]
+
+
+@pytest.mark.parametrize("bullet", studies_bullets(), ids=lambda b: re.search(r"docs/studies/(\w+)\.md", b).group(1))
+def test_each_readme_studies_bullet_quotes_only_its_studies_reports(bullet, tmp_path):
+    """A figure the README gives for a study is its report's (the reports of every study the bullet links that has
+    records), or the README declares its source beside the list, as a study page does."""
+    linked = [STUDIES / name for name in re.findall(r"docs/studies/(\w+)\.md", bullet) if (STUDIES / name / "report.md").exists()]
+    (tmp_path / "bullet.md").write_text("## Results\n" + bullet)
+    (tmp_path / "reports.md").write_text("\n".join((study / "report.md").read_text() for study in linked))
+    assert not records.unquoted(tmp_path / "bullet.md", tmp_path / "reports.md")
