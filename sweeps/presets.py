@@ -118,7 +118,13 @@ def main(argv: list[str]) -> None:
             print(summary(name))
         print("python -m sweeps.presets <name> [overrides]: the trials that command launches and their folders")
         return
+    if argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return
     name, overrides = argv[0], argv[1:]
+    if name not in preset_names():
+        sys.exit(f"sweeps.presets: no preset {name!r} in {SWEEPS}; choose one of {', '.join(preset_names())} "
+                 "(or no argument for the list, --help for usage).")
     print(f"composing {name}'s trials (~0.25 s each) ...", file=sys.stderr, flush=True)
     given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
     sweep_dir = Path(given[-1] if given else compose_preset(name).hydra.sweep.dir)

@@ -323,3 +323,13 @@ def test_the_preset_list_is_read_from_the_files_and_counts_what_their_headers_sa
         assert name in lines
         if "per command" not in lines[name]:
             assert lines[name].endswith(f" {jobs} trials"), lines[name]
+
+
+def test_the_preset_lister_answers_help_and_names_the_presets_when_given_an_unknown_one(capsys):
+    from sweeps.presets import main
+
+    main(["--help"])
+    assert "python -m sweeps.presets" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["greff_jbs"])
+    assert "no preset 'greff_jbs'" in str(stop.value) and "greff_jsb, " in str(stop.value)
