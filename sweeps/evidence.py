@@ -227,8 +227,9 @@ def pairs(trials: list["Trial"], reference: list["Trial"]) -> tuple[list[tuple[f
 def paired_compare_to(by_variant: dict[str, list["Trial"]], reference: str = "v", alpha: float = ALPHA) -> list[dict]:
     """Wilcoxon's signed-rank test on the paired differences (variant - reference, one per shared draw),
     Holm-corrected over the variants; each row names its number of pairs. Also the mean and median of
-    the differences with bootstrap intervals (resampling pairs) and the difference detectable with POWER
-    at alpha / m given the differences' spread. A variant with no pair gets a row with 0 pairs and NaNs."""
+    the differences with bootstrap intervals (resampling pairs), how many pairs lie below and above zero (a
+    median can move with a few pairs; the counts say how shared a shift is), and the difference detectable with
+    POWER at alpha / m given the differences' spread. A variant with no pair gets a row with 0 pairs and NaNs."""
     others = [name for name in by_variant if name != reference]
     if reference not in by_variant or not others:
         return []
@@ -241,6 +242,7 @@ def paired_compare_to(by_variant: dict[str, list["Trial"]], reference: str = "v"
             warnings.simplefilter("ignore")  # scipy's note that ties or zeros make it switch to the normal approximation
             p = float(stats.wilcoxon(d).pvalue) if testable else float("nan")
         rows.append({"variant": name, "pairs": len(d), "duplicated": duplicated, "p": p,
+                     "below": int(np.sum(d < 0)), "above": int(np.sum(d > 0)),
                      "uncorrected": bool(p < alpha),
                      "mean": effect(d, None, "mean"), "median": effect(d, None, "median"),
                      "detectable": detectable(len(d), float(np.std(d, ddof=1)) if len(d) > 1 else float("nan"),

@@ -363,7 +363,8 @@ def paired_section(rows: list[dict], by_variant: dict, metric: str, reference: s
     k = sum(math.isfinite(r["p"]) for r in rows)
     return [f"Design: **paired**. {paired} of {len(rows)} variants share draws ({draw} identical) with "
             f"{reference}'s {len(by_variant[reference])} trials; each comparison uses only its complete pairs (a draw "
-            "both variants completed), named in the second column, and tests their differences (variant − "
+            "both variants completed), named in the second column, counts the pairs in which the variant lies below "
+            f"and above {reference} (the third: how shared a shift is), and tests their differences (variant − "
             f"{reference}, in {metric}) with Wilcoxon's signed-rank test; Holm over the {k} testable comparison"
             f"{'s' * (k != 1)}. Intervals: 95 % bootstrap over the pairs (BCa, {evidence.BOOTSTRAP} resamples). Power "
             f"line: with these pairs and this spread of their differences, a difference of that size is detected "
@@ -371,10 +372,11 @@ def paired_section(rows: list[dict], by_variant: dict, metric: str, reference: s
             "test needs ~5 % more pairs for normal differences, at most 16 % more for any)."
             + (f" {duplicated} shared draw(s) are held by more than one trial of a variant and cannot be matched one to "
                "one; they are left out." if duplicated else ""), "",
-            table(["variant", "pairs", "median Δ [95 % CI]", "mean Δ [95 % CI]", "Wilcoxon p", "Holm p",
-                   "significant (Holm)", f"Δ detected with {100 * evidence.POWER:.0f} % power"],
-                  [[r["variant"], r["pairs"], interval(r["median"]), interval(r["mean"]), num(r["p"], 2),
-                    num(r["holm_p"], 2), holm_verdict(r), num(r["detectable"], 3)] for r in rows], "lrrrrrlr"), ""]
+            table(["variant", "pairs", "Δ < 0 / Δ > 0", "median Δ [95 % CI]", "mean Δ [95 % CI]", "Wilcoxon p",
+                   "Holm p", "significant (Holm)", f"Δ detected with {100 * evidence.POWER:.0f} % power"],
+                  [[r["variant"], r["pairs"], f"{r['below']} / {r['above']}", interval(r["median"]), interval(r["mean"]),
+                    num(r["p"], 2), num(r["holm_p"], 2), holm_verdict(r), num(r["detectable"], 3)] for r in rows],
+                  "lrrrrrrlr"), ""]
 
 
 def config_of(run_dir: Path) -> dict:

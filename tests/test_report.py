@@ -501,6 +501,9 @@ def test_shared_draws_are_paired_and_wilcoxon_finds_a_shift_that_welch_misses():
                   "cifg": drawn((base + 0.5)[:7], draws[:7], "cifg")}  # 3 draws never finished: 7 complete pairs
     rows = {r["variant"]: r for r in evidence.paired_compare_to(by_variant, "v")}
     assert [rows[n]["pairs"] for n in ("nfg", "np", "cifg")] == [10, 10, 7]
+    assert (rows["nfg"]["below"], rows["nfg"]["above"]) == (0, 10) and (rows["cifg"]["below"], rows["cifg"]["above"]) == (0, 7)
+    assert rows["np"]["below"] + rows["np"]["above"] == 10 and rows["np"]["below"] == int(np.sum(
+        [a.value < b.value for a, b in zip(by_variant["np"], v)]))  # the pairs below v, counted here by hand
     assert rows["nfg"]["p"] == pytest.approx(2 / 2 ** 10) and rows["cifg"]["p"] == pytest.approx(2 / 2 ** 7)
     assert rows["nfg"]["holm"] and rows["cifg"]["holm"] and not rows["np"]["holm"]
     assert rows["nfg"]["holm_p"] == pytest.approx(3 * 2 / 2 ** 10)  # Holm's first step: the smallest p times m = 3
@@ -619,7 +622,9 @@ def test_a_study_mixing_settings_reports_its_odd_trials_and_pairs_the_rest(tmp_p
     paired = section(mnist, "Paired comparison against v", "###")
     assert "Design: **paired**. 2 of 2 variants share draws" in paired
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in paired.splitlines() if line.startswith("| n")}
-    assert rows["nig"][1] == "12" and rows["np"][1] == "11" and rows["nig"][6] == "yes" and rows["np"][6] == "no"
+    assert rows["nig"][1] == "12" and rows["np"][1] == "11" and rows["nig"][7] == "yes" and rows["np"][7] == "no"
+    below, above = map(int, rows["nig"][2].split(" / "))  # pairs with nig below / above v
+    assert below + above == 12
     effects = section(mnist, "Effect sizes against v", "###")
     assert "| nig | 12 / 12 |" in effects and "| np | 11 / 12 |" in effects and "80 % power at p < 0.025" in effects
 
