@@ -275,3 +275,13 @@ def test_each_readme_studies_bullet_quotes_only_its_studies_reports(bullet, tmp_
     (tmp_path / "bullet.md").write_text("## Results\n" + bullet)
     (tmp_path / "reports.md").write_text("\n".join((study / "report.md").read_text() for study in linked))
     assert not records.unquoted(tmp_path / "bullet.md", tmp_path / "reports.md")
+
+
+def test_every_study_page_has_its_records_and_report_beside_it():
+    """A page under docs/studies/ is evidence only with its trials' records committed beside it (issue 29): a page
+    whose records are missing fails here instead of standing as a dated note."""
+    pages = sorted(STUDIES.glob("*.md"))
+    assert pages
+    missing = [page.name for page in pages
+               if not (STUDIES / page.stem / f"records{records.SUFFIX}").exists() or not (STUDIES / page.stem / "report.md").exists()]
+    assert not missing, f"study pages without {'records' + records.SUFFIX} and report.md beside them: {missing}"
