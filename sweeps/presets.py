@@ -32,11 +32,17 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in SWEEPS.glob("*.yaml") if not p.name.endswith(".wandb.yaml"))
 
 
+def known(name: str) -> str:
+    """`name`, if sweeps/ holds that preset; otherwise a ValueError that lists the presets there are."""
+    if name not in preset_names():
+        raise ValueError(f"No sweep preset {name!r} in {SWEEPS}; choose one of {', '.join(preset_names())}.")
+    return name
+
+
 def compose_preset(name: str, overrides: list[str] | tuple = ()) -> DictConfig:
     """The config `python train.py -m -cd sweeps -cn <name> <overrides>` gives a trial with these overrides,
     with its `hydra` node (overrides hold single values; `trials` expands a sweep)."""
-    if name not in preset_names():
-        raise ValueError(f"No sweep preset {name!r} in {SWEEPS}; choose one of {', '.join(preset_names())}.")
+    known(name)
     import training  # noqa: F401  (registers the config schema and the one_minus resolver; imports JAX, so only here)
 
     with initialize_config_dir(config_dir=str(SWEEPS), version_base="1.3"):
@@ -122,9 +128,10 @@ def main(argv: list[str]) -> None:
         print(__doc__.strip())
         return
     name, overrides = argv[0], argv[1:]
-    if name not in preset_names():
-        sys.exit(f"sweeps.presets: no preset {name!r} in {SWEEPS}; choose one of {', '.join(preset_names())} "
-                 "(or no argument for the list, --help for usage).")
+    try:
+        known(name)
+    except ValueError as e:
+        sys.exit(f"sweeps.presets: {e} (No argument lists them; --help gives the usage.)")
     print(f"composing {name}'s trials (~0.25 s each) ...", file=sys.stderr, flush=True)
     given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
     sweep_dir = Path(given[-1] if given else compose_preset(name).hydra.sweep.dir)

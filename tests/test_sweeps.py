@@ -332,4 +332,4 @@ def test_the_preset_lister_answers_help_and_names_the_presets_when_given_an_unkn
     assert "python -m sweeps.presets" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:
         main(["greff_jbs"])
-    assert "no preset 'greff_jbs'" in str(stop.value) and "greff_jsb, " in str(stop.value)
+    assert "No sweep preset 'greff_jbs'" in str(stop.value) and "greff_jsb, " in str(stop.value)
